@@ -1,0 +1,149 @@
+// Package record holds the evidence a release leaves behind: its phase, the measurements taken, the
+// decisions made and why. The workflow keeps it in state (the `status` query), returns it as the result,
+// and the report, notifications and dashboards read it. Pure data; no Temporal imports.
+package record
+
+import "time"
+
+// Phase is where a release is in its life.
+type Phase string
+
+// Phases, as in the wire contract.
+const (
+	PhaseValidating       Phase = "Validating"
+	PhaseDeploying        Phase = "Deploying"
+	PhaseAwaitingApproval Phase = "AwaitingApproval"
+	PhaseProgressing      Phase = "Progressing"
+	PhasePaused           Phase = "Paused"
+	PhasePromoting        Phase = "Promoting"
+	PhaseRollingBack      Phase = "RollingBack"
+	PhaseSucceeded        Phase = "Succeeded"
+	PhaseRolledBack       Phase = "RolledBack"
+	PhaseFailed           Phase = "Failed"
+)
+
+// Terminal reports whether the release has ended in this phase.
+func (p Phase) Terminal() bool {
+	return p == PhaseSucceeded || p == PhaseRolledBack || p == PhaseFailed
+}
+
+// Verdict is the outcome of one measurement, or of a set of them.
+type Verdict string
+
+// Verdicts.
+const (
+	Pass         Verdict = "Pass"
+	Fail         Verdict = "Fail"
+	Inconclusive Verdict = "Inconclusive"
+)
+
+// Measurement is one evaluation of one check, with the evidence for its verdict.
+type Measurement struct {
+	Check string    `json:"check"`
+	Time  time.Time `json:"time"`
+	Stage int       `json:"stage"`
+	// Query is the PromQL that ran (rendered).
+	Query string `json:"query,omitempty"`
+	// Value is nil when no number was obtained.
+	Value *float64 `json:"value,omitempty"`
+	Max   *float64 `json:"max,omitempty"`
+	Min   *float64 `json:"min,omitempty"`
+	// Baseline is the stable version's value when the check compares against it.
+	Baseline *float64 `json:"baseline,omitempty"`
+	// BaselineMaxRelativeIncrease is the allowed relative margin over Baseline.
+	BaselineMaxRelativeIncrease float64 `json:"baselineMaxRelativeIncrease,omitempty"`
+	// Error says why no usable value was obtained.
+	Error   string  `json:"error,omitempty"`
+	Verdict Verdict `json:"verdict"`
+	// Reason explains the verdict in one line ("0.052 > max 0.01").
+	Reason string `json:"reason,omitempty"`
+}
+
+// DecisionKind classifies decision-log entries.
+type DecisionKind string
+
+// Decision kinds.
+const (
+	KindTransition DecisionKind = "transition"
+	KindApproval   DecisionKind = "approval"
+	KindRejection  DecisionKind = "rejection"
+	KindControl    DecisionKind = "control"
+	KindAnalysis   DecisionKind = "analysis"
+	KindStep       DecisionKind = "step"
+	KindRollback   DecisionKind = "rollback"
+	KindCheck      DecisionKind = "check"
+	KindNotice     DecisionKind = "notice"
+)
+
+// Decision is one entry of the decision log: what happened, who or what caused it, and the evidence.
+type Decision struct {
+	Time  time.Time    `json:"time"`
+	Kind  DecisionKind `json:"kind"`
+	Phase Phase        `json:"phase"`
+	// Stage is the 1-based stage number, 0 before the first stage.
+	Stage   int    `json:"stage,omitempty"`
+	By      string `json:"by,omitempty"`
+	Message string `json:"message"`
+	// Comment is the person's own words, for approvals and controls.
+	Comment      string        `json:"comment,omitempty"`
+	Measurements []Measurement `json:"measurements,omitempty"`
+}
+
+// StageStatus describes the current stage.
+type StageStatus struct {
+	// Number is 1-based.
+	Number  int `json:"number"`
+	Of      int `json:"of"`
+	Percent int `json:"percent"`
+	// SoakStartedAt is zero until traffic reached the stage percent.
+	SoakStartedAt time.Time `json:"soakStartedAt,omitempty"`
+	// SoakEndsAt is when the soak ends if nothing pauses it; zero while paused or not soaking.
+	SoakEndsAt time.Time `json:"soakEndsAt,omitempty"`
+	// SoakRemaining is the soak time left (frozen while paused).
+	SoakRemaining time.Duration `json:"soakRemaining"`
+	// ApprovalRequired says the stage has an approval gate; Approved whether it was passed.
+	ApprovalRequired bool   `json:"approvalRequired,omitempty"`
+	Approved         bool   `json:"approved,omitempty"`
+	ApprovedBy       string `json:"approvedBy,omitempty"`
+}
+
+// Status is the answer of the `status` query.
+type Status struct {
+	ReleaseID       string    `json:"releaseID"`
+	WorkflowID      string    `json:"workflowID"`
+	Service         string    `json:"service"`
+	Environment     string    `json:"environment"`
+	Version         string    `json:"version"`
+	PreviousVersion string    `json:"previousVersion,omitempty"`
+	Phase           Phase     `json:"phase"`
+	Reason          string    `json:"reason,omitempty"`
+	StartedAt       time.Time `json:"startedAt"`
+	EndedAt         time.Time `json:"endedAt,omitempty"`
+	// Stage is nil before the first stage.
+	Stage          *StageStatus `json:"stage,omitempty"`
+	Stages         []StagePlan  `json:"stages"`
+	TrafficPercent int          `json:"trafficPercent"`
+	// Latest holds the most recent measurement of each check, in check order.
+	Latest    []Measurement `json:"latest,omitempty"`
+	Decisions []Decision    `json:"decisions"`
+	// RollbackDuration is the time from the rollback decision to the last compensation, once rolled back.
+	RollbackDuration time.Duration `json:"rollbackDuration,omitempty"`
+	// TrafficRestoredAfter is the time from the rollback decision until traffic was back on stable.
+	TrafficRestoredAfter time.Duration `json:"trafficRestoredAfter,omitempty"`
+}
+
+// StagePlan is a stage of the plan and what became of it.
+type StagePlan struct {
+	Number     int           `json:"number"`
+	Percent    int           `json:"percent"`
+	Soak       time.Duration `json:"soak"`
+	Approval   bool          `json:"approval,omitempty"`
+	StartedAt  time.Time     `json:"startedAt,omitempty"`
+	FinishedAt time.Time     `json:"finishedAt,omitempty"`
+	// Outcome is "", "passed", "rolled back", "aborted".
+	Outcome string `json:"outcome,omitempty"`
+}
+
+// Result is the workflow's result: the final status, which holds the terminal phase, the reason, the
+// decision log and the rollback duration.
+type Result = Status

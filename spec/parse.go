@@ -1,0 +1,76 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// MaxSpecBytes bounds a spec document; anything larger is surely not a release spec.
+const MaxSpecBytes = 1 << 20
+
+// Parse reads a release spec from YAML or JSON (JSON is YAML), rejecting unknown keys, and returns it as
+// written: call WithDefaults and Validate before use.
+func Parse(data []byte) (Release, error) {
+	var r Release
+	if len(data) > MaxSpecBytes {
+		return r, fmt.Errorf("spec is %d bytes; the limit is %d", len(data), MaxSpecBytes)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return r, errors.New("spec is empty")
+	}
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return r, fmt.Errorf("spec is neither valid YAML nor JSON: %v", err)
+	}
+	if !bytes.HasPrefix(bytes.TrimSpace(js), []byte("{")) {
+		return r, errors.New("spec must be a mapping of keys (service, version, target, ...)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&r); err != nil {
+		return Release{}, explainDecodeError(err)
+	}
+	if dec.More() {
+		return Release{}, errors.New("spec holds more than one document")
+	}
+	return r, nil
+}
+
+// explainDecodeError turns encoding/json's messages into ones that name the field the way the spec
+// documentation does.
+func explainDecodeError(err error) error {
+	var typeErr *json.UnmarshalTypeError
+	if errors.As(err, &typeErr) {
+		field := typeErr.Field
+		if field == "" {
+			field = "spec"
+		}
+		return fmt.Errorf("%s: want %s, got %s", field, typeName(typeErr.Type.String()), typeErr.Value)
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field ") {
+		return fmt.Errorf("unknown key %s (see docs/spec.md for the keys a spec takes)",
+			strings.TrimPrefix(msg, "json: unknown field "))
+	}
+	return errors.New(strings.TrimPrefix(msg, "json: "))
+}
+
+func typeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "string":
+		return "a string"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	default:
+		return "a mapping"
+	}
+}

@@ -1,0 +1,277 @@
+// Package spec defines the release spec: the one document a person writes to describe a release, its
+// defaults, its parser (YAML or JSON, same camelCase keys, unknown keys rejected) and its validation.
+// It is pure code with no I/O so the workflow can run the same validation deterministically.
+package spec
+
+import (
+	"time"
+)
+
+// Target types known to Shepherd.
+const (
+	// TargetExec runs shell commands for each step (see ExecTarget).
+	TargetExec = "exec"
+	// TargetLocal drives the local demo fleet's controller over HTTP (see LocalTarget).
+	TargetLocal = "local"
+)
+
+// Approval-timeout actions.
+const (
+	// OnTimeoutAbort rolls the release back when an approval gate times out (the default: safe).
+	OnTimeoutAbort = "abort"
+	// OnTimeoutProceed continues to the stage when an approval gate times out.
+	OnTimeoutProceed = "proceed"
+)
+
+// Defaults a user gets by writing only service, version and target.
+const (
+	DefaultEnvironment       = "production"
+	DefaultSoak              = Duration(15 * time.Minute)
+	DefaultInterval          = Duration(30 * time.Second)
+	DefaultFailureLimit      = 1
+	DefaultInconclusiveLimit = 3
+	DefaultPrometheusAddress = "http://127.0.0.1:9090"
+	DefaultCommandTimeout    = Duration(5 * time.Minute)
+	DefaultLocalController   = "http://127.0.0.1:9300"
+)
+
+// DefaultStagePercents is the canary plan used when the spec names no stages.
+var DefaultStagePercents = []int{1, 5, 25, 50, 100}
+
+// Release is the release spec. Its JSON form is the workflow's input, so field names are wire contract.
+type Release struct {
+	// Service is the name of the service being released (DNS-label style: lowercase, digits, '-').
+	Service string `json:"service"`
+	// Environment the service runs in; default "production".
+	Environment string `json:"environment,omitempty"`
+	// Version being released.
+	Version string `json:"version"`
+	// PreviousVersion is the stable version now serving traffic; optional, used in templates and reports.
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	// Description is free text shown in the UI and reports.
+	Description string `json:"description,omitempty"`
+	// Target says how to deploy and shift traffic.
+	Target Target `json:"target"`
+	// Stages is the canary plan; default 1, 5, 25, 50, 100 % with 15 minute soaks.
+	Stages []Stage `json:"stages,omitempty"`
+	// Analysis configures the SLO checks run during each soak.
+	Analysis Analysis `json:"analysis,omitempty"`
+}
+
+// Target selects and configures the deploy target.
+type Target struct {
+	// Type is "exec" or "local".
+	Type string `json:"type"`
+	// Exec configures the exec target; required when type is "exec".
+	Exec *ExecTarget `json:"exec,omitempty"`
+	// Local configures the local demo fleet target; optional when type is "local".
+	Local *LocalTarget `json:"local,omitempty"`
+}
+
+// ExecTarget runs one shell command per step with `sh -c`. Each command is a Go template over TemplateData
+// and also receives the SHEPHERD_* environment variables.
+type ExecTarget struct {
+	// Deploy starts the new version beside the stable one, at 0% traffic.
+	Deploy string `json:"deploy"`
+	// Traffic sends {{.Percent}} % of traffic to the new version (0 on rollback).
+	Traffic string `json:"traffic"`
+	// Promote makes the new version stable.
+	Promote string `json:"promote"`
+	// Rollback removes the new version; it runs after traffic was set to 0 and must be idempotent.
+	Rollback string `json:"rollback"`
+	// Health checks the new version after deploy; optional.
+	Health string `json:"health,omitempty"`
+	// Timeout bounds each command; default 5m.
+	Timeout Duration `json:"timeout,omitempty"`
+	// Dir is the working directory of the commands; default the worker's.
+	Dir string `json:"dir,omitempty"`
+	// Env adds environment variables to every command (no secrets: the spec is stored in workflow history).
+	Env map[string]string `json:"env,omitempty"`
+}
+
+// LocalTarget drives the local demo fleet controller (`shepherd fleet`).
+type LocalTarget struct {
+	// Controller is the fleet controller's base URL; default http://127.0.0.1:9300.
+	Controller string `json:"controller,omitempty"`
+}
+
+// Stage is one step of the canary plan.
+type Stage struct {
+	// Percent of traffic sent to the new version during this stage, in (0, 100].
+	Percent int `json:"percent"`
+	// Soak is how long the stage runs while analysis checks it; default 15m.
+	Soak Duration `json:"soak,omitempty"`
+	// Approval makes the release wait for an `approve` before shifting traffic to this stage.
+	Approval bool `json:"approval,omitempty"`
+	// ApprovalTimeout bounds the wait for approval; zero waits forever.
+	ApprovalTimeout Duration `json:"approvalTimeout,omitempty"`
+	// OnApprovalTimeout is "abort" (default) or "proceed".
+	OnApprovalTimeout string `json:"onApprovalTimeout,omitempty"`
+}
+
+// Analysis configures the SLO checks.
+type Analysis struct {
+	// Interval between measurements during a soak; default 30s. Independent of the soak time.
+	Interval Duration `json:"interval,omitempty"`
+	// FailureLimit is the number of consecutive failed measurements of one check that triggers a rollback;
+	// default 1.
+	FailureLimit int `json:"failureLimit,omitempty"`
+	// InconclusiveLimit is the number of consecutive inconclusive measurements (no data, NaN, provider
+	// error) of one check that pauses the release for a human; default 3.
+	InconclusiveLimit int `json:"inconclusiveLimit,omitempty"`
+	// Prometheus is the metrics server the checks query.
+	Prometheus *Prometheus `json:"prometheus,omitempty"`
+	// Checks replace the default checks (error rate <= 1 %, p99 latency <= 500 ms) when given.
+	Checks []Check `json:"checks,omitempty"`
+	// Disabled turns analysis off: stages pass on their soak alone. Only for targets without metrics.
+	Disabled bool `json:"disabled,omitempty"`
+}
+
+// Prometheus addresses a Prometheus-compatible HTTP API. Credentials are named, never inlined: the spec is
+// stored in workflow history, so the activity reads them from the worker's environment or files.
+type Prometheus struct {
+	// Address is the base URL; default http://127.0.0.1:9090.
+	Address string `json:"address,omitempty"`
+	// BearerTokenEnv names an environment variable of the worker holding a bearer token.
+	BearerTokenEnv string `json:"bearerTokenEnv,omitempty"`
+	// BearerTokenFile is a file on the worker holding a bearer token.
+	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
+	// BasicAuthUser is the basic-auth user name.
+	BasicAuthUser string `json:"basicAuthUser,omitempty"`
+	// BasicAuthPasswordEnv names an environment variable of the worker holding the basic-auth password.
+	BasicAuthPasswordEnv string `json:"basicAuthPasswordEnv,omitempty"`
+	// BasicAuthPasswordFile is a file on the worker holding the basic-auth password.
+	BasicAuthPasswordFile string `json:"basicAuthPasswordFile,omitempty"`
+	// Timeout bounds one query; default 10s.
+	Timeout Duration `json:"timeout,omitempty"`
+}
+
+// Check is one SLO check: a PromQL template evaluated to one number, compared with a threshold.
+type Check struct {
+	// Name identifies the check in status, logs and reports.
+	Name string `json:"name"`
+	// Query is a PromQL Go template over TemplateData; values are escaped for label matchers.
+	Query string `json:"query"`
+	// Max fails the check when the value is greater.
+	Max *float64 `json:"max,omitempty"`
+	// Min fails the check when the value is smaller.
+	Min *float64 `json:"min,omitempty"`
+	// Baseline optionally compares the canary with the stable version.
+	Baseline *Baseline `json:"baseline,omitempty"`
+}
+
+// Baseline compares a check's canary value with the same query for the stable version.
+type Baseline struct {
+	// Query for the stable version; default the check's query with .Version set to .PreviousVersion.
+	Query string `json:"query,omitempty"`
+	// MaxRelativeIncrease fails the check when canary > baseline × (1 + MaxRelativeIncrease); e.g. 0.2.
+	MaxRelativeIncrease float64 `json:"maxRelativeIncrease"`
+}
+
+// TemplateData is what command and query templates see.
+type TemplateData struct {
+	Service         string
+	Environment     string
+	Version         string
+	PreviousVersion string
+	Percent         int
+	Stage           int
+	ReleaseID       string
+}
+
+// Default SLO checks, following the documented metric conventions
+// (http_requests_total{service,version,code} and http_request_duration_seconds_bucket).
+const (
+	DefaultErrorRateQuery = `sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}",code=~"5.."}[1m]))` +
+		` / sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}"}[1m]))`
+	DefaultLatencyQuery = `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="{{.Service}}",version="{{.Version}}"}[1m])))`
+)
+
+// DefaultChecks returns the default checks: error rate <= 1 % and p99 latency <= 500 ms.
+func DefaultChecks() []Check {
+	maxErr, maxLat := 0.01, 0.5
+	return []Check{
+		{Name: "error-rate", Query: DefaultErrorRateQuery, Max: &maxErr},
+		{Name: "p99-latency", Query: DefaultLatencyQuery, Max: &maxLat},
+	}
+}
+
+// WorkflowID is the Temporal workflow ID of the release of service in environment. Temporal allows one
+// running workflow per ID, which is how Shepherd keeps at most one active release per service and
+// environment however the release was started.
+func WorkflowID(service, environment string) string {
+	return "release:" + service + ":" + environment
+}
+
+// WithDefaults returns a copy of r with every default filled in; r itself is not changed.
+func (r Release) WithDefaults() Release {
+	out := r
+	if out.Environment == "" {
+		out.Environment = DefaultEnvironment
+	}
+	if len(out.Stages) == 0 {
+		for _, p := range DefaultStagePercents {
+			out.Stages = append(out.Stages, Stage{Percent: p})
+		}
+	} else {
+		out.Stages = append([]Stage(nil), r.Stages...)
+	}
+	for i := range out.Stages {
+		if out.Stages[i].Soak == 0 {
+			out.Stages[i].Soak = DefaultSoak
+		}
+		if out.Stages[i].Approval && out.Stages[i].OnApprovalTimeout == "" {
+			out.Stages[i].OnApprovalTimeout = OnTimeoutAbort
+		}
+	}
+	a := &out.Analysis
+	if a.Interval == 0 {
+		a.Interval = DefaultInterval
+	}
+	if a.FailureLimit == 0 {
+		a.FailureLimit = DefaultFailureLimit
+	}
+	if a.InconclusiveLimit == 0 {
+		a.InconclusiveLimit = DefaultInconclusiveLimit
+	}
+	if !a.Disabled {
+		if len(a.Checks) == 0 {
+			a.Checks = DefaultChecks()
+		}
+		p := Prometheus{}
+		if a.Prometheus != nil {
+			p = *a.Prometheus
+		}
+		if p.Address == "" {
+			p.Address = DefaultPrometheusAddress
+		}
+		a.Prometheus = &p
+	}
+	if out.Target.Exec != nil {
+		e := *out.Target.Exec
+		if e.Timeout == 0 {
+			e.Timeout = DefaultCommandTimeout
+		}
+		out.Target.Exec = &e
+	}
+	if out.Target.Type == TargetLocal {
+		l := LocalTarget{}
+		if out.Target.Local != nil {
+			l = *out.Target.Local
+		}
+		if l.Controller == "" {
+			l.Controller = DefaultLocalController
+		}
+		out.Target.Local = &l
+	}
+	return out
+}
+
+// TotalSoak is the sum of all stage soaks: the least time a release takes.
+func (r Release) TotalSoak() time.Duration {
+	var d time.Duration
+	for _, s := range r.Stages {
+		d += s.Soak.D()
+	}
+	return d
+}
