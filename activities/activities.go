@@ -1,0 +1,199 @@
+// Package activities holds Shepherd's Temporal activities: thin methods that call injected providers
+// (deploy target, metrics) and add what Temporal needs around them: idempotency by release ID and step,
+// heartbeats while a provider works, and typed non-retryable errors.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// Non-retryable error types. Workflows and clients match on these strings.
+const (
+	// ErrTypeUnknownTarget: the spec names a target type this worker has no provider for.
+	ErrTypeUnknownTarget = "UnknownTarget"
+	// ErrTypePermanent: the provider said retrying cannot help (bad request, bad template, conflict).
+	ErrTypePermanent = "PermanentStepFailure"
+)
+
+// ErrPermanent marks a provider error that retrying cannot fix. Providers wrap it (fmt.Errorf("...: %w",
+// ErrPermanent)) or return an error whose chain contains it; the activity then fails non-retryably.
+var ErrPermanent = errors.New("permanent failure")
+
+// HeartbeatInterval is how often a running step heartbeats; workflows set HeartbeatTimeout above it.
+const HeartbeatInterval = 5 * time.Second
+
+// Activities are the release activities. Register the struct's methods with the worker under the names
+// in workflows/names.go.
+type Activities struct {
+	// Targets maps a spec target type ("exec", "local") to its provider.
+	Targets map[string]Target
+	// Metrics builds the metrics provider for a spec's Prometheus settings.
+	Metrics MetricsFactory
+	// Ledger remembers completed steps so a retried activity never repeats a side effect.
+	Ledger Ledger
+	// IsPermanent reports provider errors that must not be retried, beyond those wrapping ErrPermanent.
+	IsPermanent func(error) bool
+}
+
+// StepInput identifies one side effect on the target.
+type StepInput struct {
+	// ReleaseID is unique per release (workflow ID / run ID).
+	ReleaseID string `json:"releaseID"`
+	// Step names the side effect within the release, e.g. "deploy" or "traffic:3:25"; with ReleaseID it
+	// is the idempotency key.
+	Step   string            `json:"step"`
+	Target spec.Target       `json:"target"`
+	Data   spec.TemplateData `json:"data"`
+}
+
+// StepResult says what the step did.
+type StepResult struct {
+	// AlreadyDone is true when the ledger showed the step had completed before (a retry after a crash).
+	AlreadyDone bool `json:"alreadyDone,omitempty"`
+	// Took is how long the provider ran.
+	Took time.Duration `json:"took"`
+}
+
+// Deploy starts the new version beside the stable one at 0 % traffic.
+func (a *Activities) Deploy(ctx context.Context, in StepInput) (StepResult, error) {
+	return a.step(ctx, in, "deploy", Target.Deploy)
+}
+
+// HealthCheck checks the new version's health. It records nothing in the ledger: a health check has no
+// side effect and must be asked afresh on every retry.
+func (a *Activities) HealthCheck(ctx context.Context, in StepInput) (StepResult, error) {
+	t, err := a.target(in.Target.Type)
+	if err != nil {
+		return StepResult{}, err
+	}
+	start := time.Now()
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return t.Health(ctx, in.Target, in.Data) })
+	return StepResult{Took: time.Since(start)}, a.classify("health check", in, err)
+}
+
+// SetTraffic sends Data.Percent % of traffic to the new version.
+func (a *Activities) SetTraffic(ctx context.Context, in StepInput) (StepResult, error) {
+	return a.step(ctx, in, fmt.Sprintf("traffic to %d%%", in.Data.Percent), Target.SetTraffic)
+}
+
+// Promote makes the new version stable.
+func (a *Activities) Promote(ctx context.Context, in StepInput) (StepResult, error) {
+	return a.step(ctx, in, "promote", Target.Promote)
+}
+
+// RemoveCanary runs the target's rollback: it removes the new version (traffic is already at 0 %).
+func (a *Activities) RemoveCanary(ctx context.Context, in StepInput) (StepResult, error) {
+	return a.step(ctx, in, "rollback", Target.Rollback)
+}
+
+type targetFunc func(Target, context.Context, spec.Target, spec.TemplateData) error
+
+// step runs one side effect at most once per (release, step): a retry after the provider succeeded but
+// before Temporal heard of it finds the ledger entry and does nothing.
+func (a *Activities) step(ctx context.Context, in StepInput, what string, fn targetFunc) (StepResult, error) {
+	t, err := a.target(in.Target.Type)
+	if err != nil {
+		return StepResult{}, err
+	}
+	key := in.ReleaseID + "/" + in.Step
+	logger := activity.GetLogger(ctx)
+	if a.Ledger != nil {
+		done, err := a.Ledger.Done(key)
+		if err != nil {
+			return StepResult{}, fmt.Errorf("%s for %s: reading the step ledger: %w", what, in.Data.Service, err)
+		}
+		if done {
+			logger.Info("Step already done; not repeating it", "releaseID", in.ReleaseID, "step", in.Step)
+			return StepResult{AlreadyDone: true}, nil
+		}
+	}
+	start := time.Now()
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return fn(t, ctx, in.Target, in.Data) })
+	took := time.Since(start)
+	if err != nil {
+		return StepResult{Took: took}, a.classify(what, in, err)
+	}
+	if a.Ledger != nil {
+		if err := a.Ledger.Mark(key); err != nil {
+			// The side effect happened; failing now would repeat it. Say so loudly and carry on.
+			logger.Error("Step done but not recorded in the ledger; a retry may repeat it",
+				"releaseID", in.ReleaseID, "step", in.Step, "error", err)
+		}
+	}
+	logger.Info("Step done", "releaseID", in.ReleaseID, "step", in.Step, "took", took)
+	return StepResult{Took: took}, nil
+}
+
+func (a *Activities) target(typ string) (Target, error) {
+	t, ok := a.Targets[typ]
+	if !ok {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("this worker has no %q target; start the worker with it enabled or fix target.type", typ),
+			ErrTypeUnknownTarget, nil)
+	}
+	return t, nil
+}
+
+// classify wraps a provider error with what failed and where, typed non-retryable when retrying cannot help.
+func (a *Activities) classify(what string, in StepInput, err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("%s of %s %s in %s failed: %v", what, in.Data.Service, in.Data.Version, in.Data.Environment, err)
+	if errors.Is(err, ErrPermanent) || (a.IsPermanent != nil && a.IsPermanent(err)) {
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, err)
+	}
+	return errors.New(msg)
+}
+
+// withHeartbeat runs fn while heartbeating every HeartbeatInterval, so Temporal notices a dead worker
+// within the heartbeat timeout and a cancelled activity stops fn through its context.
+func withHeartbeat(ctx context.Context, fn func(context.Context) error) error {
+	if !activity.IsActivity(ctx) {
+		return fn(ctx)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(HeartbeatInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}()
+	return fn(ctx)
+}
+
+// Preflighter is implemented by targets that can check, before anything changes, that a release can run:
+// templates render, directories exist, the controller answers.
+type Preflighter interface {
+	Preflight(ctx context.Context, cfg spec.Target, data spec.TemplateData) error
+}
+
+// Preflight checks the target without changing anything. Targets without a preflight pass.
+func (a *Activities) Preflight(ctx context.Context, in StepInput) (StepResult, error) {
+	t, err := a.target(in.Target.Type)
+	if err != nil {
+		return StepResult{}, err
+	}
+	p, ok := t.(Preflighter)
+	if !ok {
+		return StepResult{}, nil
+	}
+	start := time.Now()
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Preflight(ctx, in.Target, in.Data) })
+	return StepResult{Took: time.Since(start)}, a.classify("preflight", in, err)
+}

@@ -1,0 +1,87 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// MeasureInput asks for one measurement of every check.
+type MeasureInput struct {
+	ReleaseID  string            `json:"releaseID"`
+	Stage      int               `json:"stage"`
+	Prometheus spec.Prometheus   `json:"prometheus"`
+	Checks     []spec.Check      `json:"checks"`
+	Data       spec.TemplateData `json:"data"`
+}
+
+// MeasureResult holds one measurement per check, in check order. Verdicts are left empty: the workflow
+// decides, so the decision is deterministic and replayable.
+type MeasureResult struct {
+	Measurements []record.Measurement `json:"measurements"`
+}
+
+// Measure evaluates every check once. It never fails for a measurement problem: an unreachable server or
+// an empty result becomes that check's Error, which the workflow judges inconclusive.
+func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
+	out := MeasureResult{Measurements: make([]record.Measurement, len(in.Checks))}
+	var m Metrics
+	var factoryErr error
+	if a.Metrics == nil {
+		factoryErr = fmt.Errorf("this worker has no metrics provider configured")
+	} else {
+		m, factoryErr = a.Metrics(in.Prometheus)
+	}
+	for i, c := range in.Checks {
+		meas := record.Measurement{Check: c.Name, Stage: in.Stage, Max: c.Max, Min: c.Min, Time: time.Now().UTC()}
+		if factoryErr != nil {
+			meas.Error = factoryErr.Error()
+			out.Measurements[i] = meas
+			continue
+		}
+		v, q, err := m.Evaluate(ctx, c.Query, in.Data)
+		meas.Query = q
+		if err != nil {
+			meas.Error = err.Error()
+		} else {
+			meas.Value = finite(v)
+			if meas.Value == nil {
+				meas.Error = fmt.Sprintf("query returned %v", v)
+			}
+		}
+		if b := c.Baseline; b != nil && meas.Error == "" {
+			meas.BaselineMaxRelativeIncrease = b.MaxRelativeIncrease
+			tmpl, data := b.Query, in.Data
+			if tmpl == "" {
+				tmpl, data.Version = c.Query, in.Data.PreviousVersion
+			}
+			bv, _, err := m.Evaluate(ctx, tmpl, data)
+			switch {
+			case err != nil:
+				meas.Error = "baseline: " + err.Error()
+			case finite(bv) == nil:
+				meas.Error = fmt.Sprintf("baseline query returned %v", bv)
+			default:
+				meas.Baseline = finite(bv)
+			}
+		}
+		out.Measurements[i] = meas
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, i)
+		}
+	}
+	return out, nil
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}

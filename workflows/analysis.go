@@ -1,0 +1,141 @@
+package workflows
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// assess judges one measurement against its thresholds. It is pure: the workflow's decisions replay
+// exactly. Missing data is never a pass.
+func assess(m record.Measurement) (record.Verdict, string) {
+	if m.Error != "" {
+		return record.Inconclusive, "no usable value: " + m.Error
+	}
+	if m.Value == nil {
+		return record.Inconclusive, "no value"
+	}
+	v := *m.Value
+	if m.Max != nil && v > *m.Max {
+		return record.Fail, fmt.Sprintf("%s > max %s", num(v), num(*m.Max))
+	}
+	if m.Min != nil && v < *m.Min {
+		return record.Fail, fmt.Sprintf("%s < min %s", num(v), num(*m.Min))
+	}
+	if m.BaselineMaxRelativeIncrease > 0 {
+		if m.Baseline == nil {
+			return record.Inconclusive, "no baseline value"
+		}
+		limit := *m.Baseline * (1 + m.BaselineMaxRelativeIncrease)
+		if v > limit {
+			return record.Fail, fmt.Sprintf("%s > baseline %s + %s%% = %s", num(v), num(*m.Baseline),
+				num(m.BaselineMaxRelativeIncrease*100), num(limit))
+		}
+	}
+	return record.Pass, passReason(m)
+}
+
+func passReason(m record.Measurement) string {
+	var parts []string
+	if m.Max != nil {
+		parts = append(parts, fmt.Sprintf("%s <= max %s", num(*m.Value), num(*m.Max)))
+	}
+	if m.Min != nil {
+		parts = append(parts, fmt.Sprintf("%s >= min %s", num(*m.Value), num(*m.Min)))
+	}
+	if m.Baseline != nil {
+		parts = append(parts, fmt.Sprintf("within %s%% of baseline %s", num(m.BaselineMaxRelativeIncrease*100), num(*m.Baseline)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
+
+// analysisState counts consecutive failed and inconclusive measurements per check within a stage.
+type analysisState struct {
+	failureLimit, inconclusiveLimit int
+	failures, inconclusive          map[string]int
+}
+
+func newAnalysisState(a spec.Analysis) *analysisState {
+	s := &analysisState{failureLimit: a.FailureLimit, inconclusiveLimit: a.InconclusiveLimit}
+	s.reset()
+	return s
+}
+
+// reset forgets the counts: at a new stage, and after a human resumed.
+func (s *analysisState) reset() {
+	s.failures = map[string]int{}
+	s.inconclusive = map[string]int{}
+}
+
+// observe records one round of judged measurements and returns the overall verdict:
+// Fail when any check failed failureLimit times in a row (rollback); Inconclusive when any check was
+// inconclusive inconclusiveLimit times in a row (pause for a human); Pass when every check passed;
+// "" when something is off but below its limit (keep soaking; the stage cannot pass on this round).
+// Failure wins over inconclusive: an SLO breach must roll back even when another check has no data.
+func (s *analysisState) observe(ms []record.Measurement) (record.Verdict, string) {
+	var failed, undecided []string
+	allPass := true
+	for _, m := range ms {
+		switch m.Verdict {
+		case record.Fail:
+			s.failures[m.Check]++
+			s.inconclusive[m.Check] = 0
+			allPass = false
+			if s.failures[m.Check] >= s.failureLimit {
+				failed = append(failed, fmt.Sprintf("%s failed %d time(s) in a row (%s)", m.Check, s.failures[m.Check], m.Reason))
+			}
+		case record.Inconclusive:
+			s.inconclusive[m.Check]++
+			s.failures[m.Check] = 0
+			allPass = false
+			if s.inconclusive[m.Check] >= s.inconclusiveLimit {
+				undecided = append(undecided, fmt.Sprintf("%s inconclusive %d time(s) in a row (%s)", m.Check, s.inconclusive[m.Check], m.Reason))
+			}
+		default:
+			s.failures[m.Check] = 0
+			s.inconclusive[m.Check] = 0
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		return record.Fail, "analysis failed: " + strings.Join(failed, "; ")
+	case len(undecided) > 0:
+		return record.Inconclusive, "analysis inconclusive: " + strings.Join(undecided, "; ")
+	case allPass:
+		return record.Pass, "all checks passed"
+	default:
+		return "", "below limits"
+	}
+}
+
+// summarize is the decision-log line for one round of analysis.
+func summarize(overall record.Verdict, reason string, ms []record.Measurement) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = fmt.Sprintf("%s %s (%s)", m.Check, m.Verdict, m.Reason)
+	}
+	head := string(overall)
+	if overall == "" {
+		head = "Watching"
+	}
+	if overall == record.Fail || overall == record.Inconclusive {
+		return reason
+	}
+	return head + ": " + strings.Join(parts, "; ")
+}
+
+// unavailable stands for a round whose measuring activity itself failed.
+func unavailable(checks []spec.Check, stage int, now time.Time, why string) []record.Measurement {
+	out := make([]record.Measurement, len(checks))
+	for i, c := range checks {
+		out[i] = record.Measurement{Check: c.Name, Stage: stage, Time: now, Max: c.Max, Min: c.Min,
+			Error: "measuring failed: " + why}
+	}
+	return out
+}

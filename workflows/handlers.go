@@ -1,0 +1,172 @@
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/shepherd-release/shepherd/record"
+)
+
+// ControlRequest is the one argument of the approve, abort, pause and resume signals and updates.
+type ControlRequest struct {
+	// By names the person (or system) asking; required, it goes into the decision log.
+	By string `json:"by"`
+	// Reason says why (abort, pause).
+	Reason string `json:"reason,omitempty"`
+	// Comment is free text (approve, resume).
+	Comment string `json:"comment,omitempty"`
+	// Stage, when set, is the 1-based stage number the request is meant for; a request for another stage
+	// is rejected, so a late approval never approves the wrong stage.
+	Stage int `json:"stage,omitempty"`
+}
+
+func (c ControlRequest) text() string {
+	return strings.TrimSpace(strings.Join([]string{c.Reason, c.Comment}, " "))
+}
+
+// ControlResponse is what an accepted update returns.
+type ControlResponse struct {
+	Accepted bool         `json:"accepted"`
+	Phase    record.Phase `json:"phase"`
+	Message  string       `json:"message"`
+}
+
+var controls = []string{Approve, Abort, Pause, Resume}
+
+// registerHandlers installs the status query, the control updates (with validators) and a goroutine that
+// applies the control signals with the same validation.
+func (r *release) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, StatusQuery, func() (record.Status, error) {
+		return r.status, nil
+	}, workflow.QueryHandlerOptions{Description: "The release's phase, stage, traffic, latest measurements and decision log"}); err != nil {
+		return err
+	}
+	for _, name := range controls {
+		name := name
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context, req ControlRequest) (ControlResponse, error) {
+				msg := r.apply(ctx, name, req)
+				return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: msg}, nil
+			},
+			workflow.UpdateHandlerOptions{
+				Validator:   func(ctx workflow.Context, req ControlRequest) error { return r.check(name, req) },
+				Description: controlDescriptions[name],
+			})
+		if err != nil {
+			return err
+		}
+	}
+	workflow.Go(ctx, r.receiveSignals)
+	return nil
+}
+
+var controlDescriptions = map[string]string{
+	Approve: `Approve the stage awaiting approval: {"by":"alice","comment":"...","stage":2}`,
+	Abort:   `Abort and roll back: {"by":"alice","reason":"..."}`,
+	Pause:   `Pause the soak (clock stops, traffic stays): {"by":"alice","reason":"..."}`,
+	Resume:  `Resume a paused release: {"by":"alice","comment":"..."}`,
+}
+
+// receiveSignals applies control signals for the life of the workflow; a signal that the update validator
+// would reject is recorded as rejected and changes nothing.
+func (r *release) receiveSignals(ctx workflow.Context) {
+	sel := workflow.NewSelector(ctx)
+	for _, name := range controls {
+		name := name
+		sel.AddReceive(workflow.GetSignalChannel(ctx, name), func(c workflow.ReceiveChannel, _ bool) {
+			var req ControlRequest
+			c.Receive(ctx, &req)
+			if err := r.check(name, req); err != nil {
+				d := r.decide(ctx, record.KindRejection, req.By, "%s signal rejected: %v", name, err)
+				d.Comment = req.text()
+				return
+			}
+			r.apply(ctx, name, req)
+		})
+	}
+	for {
+		sel.Select(ctx)
+	}
+}
+
+// check says whether a control request makes sense now; the error tells the person why not.
+func (r *release) check(name string, req ControlRequest) error {
+	phase := r.status.Phase
+	if strings.TrimSpace(req.By) == "" {
+		return fmt.Errorf(`%s needs "by": who is asking (it goes into the decision log)`, name)
+	}
+	if phase.Terminal() {
+		return fmt.Errorf("release already ended: %s (%s)", phase, r.status.Reason)
+	}
+	if req.Stage != 0 && (r.status.Stage == nil || req.Stage != r.status.Stage.Number) {
+		return fmt.Errorf("%s is for stage %d, but the release is at %s", name, req.Stage, r.stageName())
+	}
+	switch name {
+	case Approve:
+		if phase != record.PhaseAwaitingApproval {
+			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval", phase, r.stageName())
+		}
+		if r.approval != nil {
+			return fmt.Errorf("stage %d was already approved by %s", r.status.Stage.Number, r.approval.By)
+		}
+	case Abort:
+		if r.abortReq != nil || phase == record.PhaseRollingBack {
+			return fmt.Errorf("already rolling back (%s)", r.status.Reason)
+		}
+	case Pause:
+		if r.paused {
+			return fmt.Errorf("already paused: %s", r.pauseCause)
+		}
+		if phase != record.PhaseProgressing {
+			return fmt.Errorf("the release is %s; pause applies only while Progressing (soaking a stage)", phase)
+		}
+	case Resume:
+		if !r.paused {
+			return fmt.Errorf("the release is %s, not Paused; nothing to resume", phase)
+		}
+	default:
+		return fmt.Errorf("unknown control %q", name)
+	}
+	return nil
+}
+
+// apply carries out a checked control request and returns what happened, for the update's answer.
+func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) string {
+	var msg string
+	switch name {
+	case Approve:
+		r.approval = &req
+		msg = fmt.Sprintf("stage %d approved by %s", r.status.Stage.Number, req.By)
+		// The approval decision itself is logged by the gate with its wait time.
+		return msg
+	case Abort:
+		if r.abortReq != nil { // two aborts validated in the same workflow task: the first one stands
+			return "abort already accepted from " + r.abortReq.By
+		}
+		r.abortReq = &req
+		msg = "abort accepted; rolling back"
+		r.cancelFwd()
+	case Pause:
+		r.paused = true
+		r.pauseCause = "paused by " + req.By
+		if req.Reason != "" {
+			r.pauseCause += ": " + req.Reason
+		}
+		msg = "pause accepted; the soak clock stops and traffic stays at " + fmt.Sprint(r.status.TrafficPercent) + "%"
+	case Resume:
+		r.paused = false
+		msg = "resume accepted"
+	}
+	d := r.decide(ctx, record.KindControl, req.By, "%s by %s: %s", name, req.By, msg)
+	d.Comment = req.text()
+	return msg
+}
+
+func (r *release) stageName() string {
+	if r.status.Stage == nil {
+		return "no stage yet"
+	}
+	return fmt.Sprintf("stage %d/%d (%d%%)", r.status.Stage.Number, r.status.Stage.Of, r.status.Stage.Percent)
+}

@@ -1,0 +1,226 @@
+package workflows
+
+import (
+	"context"
+	"fmt"
+	"go.temporal.io/sdk/log"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// fakeTarget records every side effect in order and can be told to fail a step.
+type fakeTarget struct {
+	mu    sync.Mutex
+	calls []string
+	// failures maps a call name ("deploy", "rollback", "traffic 25") to the error it returns.
+	failures map[string]error
+}
+
+func (f *fakeTarget) do(name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+	return f.failures[name]
+}
+
+func (f *fakeTarget) Calls() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func (f *fakeTarget) Deploy(_ context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do("deploy " + d.Version)
+}
+func (f *fakeTarget) Health(context.Context, spec.Target, spec.TemplateData) error {
+	return f.do("health")
+}
+func (f *fakeTarget) SetTraffic(_ context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(fmt.Sprintf("traffic %d", d.Percent))
+}
+func (f *fakeTarget) Promote(context.Context, spec.Target, spec.TemplateData) error {
+	return f.do("promote")
+}
+func (f *fakeTarget) Rollback(context.Context, spec.Target, spec.TemplateData) error {
+	return f.do("rollback")
+}
+
+// fakeMetrics answers every query from a script: value(check, percent, round) per evaluation.
+type fakeMetrics struct {
+	mu     sync.Mutex
+	rounds map[string]int
+	value  func(check string, percent, round int) (float64, error)
+}
+
+func (m *fakeMetrics) factory(spec.Prometheus) (activities.Metrics, error) { return m, nil }
+
+func (m *fakeMetrics) Evaluate(_ context.Context, q string, d spec.TemplateData) (float64, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rounds == nil {
+		m.rounds = map[string]int{}
+	}
+	check := checkOf(q)
+	m.rounds[check]++
+	v, err := m.value(check, d.Percent, m.rounds[check])
+	return v, q, err
+}
+
+// checkOf maps the default queries back to their check names.
+func checkOf(q string) string {
+	switch q {
+	case spec.DefaultErrorRateQuery:
+		return "error-rate"
+	case spec.DefaultLatencyQuery:
+		return "p99-latency"
+	}
+	return q
+}
+
+// healthy is a metrics script under every threshold.
+func healthy(check string, _, _ int) (float64, error) {
+	if check == "error-rate" {
+		return 0.001, nil
+	}
+	return 0.120, nil
+}
+
+// harness runs the Release workflow in Temporal's time-skipping test environment with the real
+// activities over a fake target and fake metrics.
+type harness struct {
+	t       *testing.T
+	env     *testsuite.TestWorkflowEnvironment
+	target  *fakeTarget
+	metrics *fakeMetrics
+	start   time.Time
+	spec    spec.Release
+	updates int
+}
+
+func newHarness(t *testing.T, s spec.Release) *harness {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))))
+	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), spec: s,
+		target: &fakeTarget{failures: map[string]error{}}, metrics: &fakeMetrics{value: healthy}}
+	RegisterWorkflows(h.env)
+	RegisterActivities(h.env, &activities.Activities{
+		Targets: map[string]activities.Target{"exec": h.target},
+		Metrics: h.metrics.factory,
+		Ledger:  activities.FileLedger{Dir: t.TempDir()},
+	})
+	d := s.WithDefaults()
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec.WorkflowID(d.Service, d.Environment)})
+	h.env.SetTestTimeout(30 * time.Second)
+	h.start = h.env.Now()
+	return h
+}
+
+// baseSpec is what a user writes at the least: service, version and target.
+func baseSpec() spec.Release {
+	return spec.Release{
+		Service: "checkout", Version: "v2", PreviousVersion: "v1",
+		Target: spec.Target{Type: "exec", Exec: &spec.ExecTarget{
+			Deploy: "deploy", Traffic: "traffic", Promote: "promote", Rollback: "rollback",
+		}},
+	}
+}
+
+// at runs fn after d of workflow time.
+func (h *harness) at(d time.Duration, fn func()) { h.env.RegisterDelayedCallback(fn, d) }
+
+func (h *harness) signal(name string, req ControlRequest) { h.env.SignalWorkflow(name, req) }
+
+// outcome is an update's answer; the test environment delivers it after the callback returns, so tests
+// read it once the workflow has run.
+type outcome struct {
+	done bool
+	resp ControlResponse
+	err  error
+}
+
+// update sends an update; its outcome is filled in as the workflow handles it.
+func (h *harness) update(name string, req ControlRequest) *outcome {
+	o := &outcome{}
+	h.updates++
+	h.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", name, h.updates), &testsuite.TestUpdateCallback{
+		OnReject: func(err error) { o.err, o.done = err, true },
+		OnAccept: func() {},
+		OnComplete: func(v any, err error) {
+			o.done = true
+			o.err = err
+			if r, ok := v.(ControlResponse); ok {
+				o.resp = r
+			}
+		},
+	}, req)
+	return o
+}
+
+// accepted asserts the update was accepted and returns its answer.
+func (o *outcome) accepted(t *testing.T) ControlResponse {
+	t.Helper()
+	require.True(t, o.done, "update never answered")
+	require.NoError(t, o.err)
+	return o.resp
+}
+
+// rejected asserts the update was rejected with a message containing msg.
+func (o *outcome) rejected(t *testing.T, msg string) {
+	t.Helper()
+	require.True(t, o.done, "update never answered")
+	require.ErrorContains(t, o.err, msg)
+}
+
+func (h *harness) status() record.Status {
+	v, err := h.env.QueryWorkflow(StatusQuery)
+	require.NoError(h.t, err)
+	var s record.Status
+	require.NoError(h.t, v.Get(&s))
+	return s
+}
+
+// run executes the workflow to its end and returns the result and error.
+func (h *harness) run() (record.Result, error) {
+	h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
+	require.True(h.t, h.env.IsWorkflowCompleted())
+	var res record.Result
+	err := h.env.GetWorkflowError()
+	if err == nil {
+		require.NoError(h.t, h.env.GetWorkflowResult(&res))
+	}
+	return res, err
+}
+
+func (h *harness) elapsed() time.Duration { return h.env.Now().Sub(h.start) }
+
+// decisionsOf returns the messages of decisions of a kind.
+func decisionsOf(res record.Status, kind record.DecisionKind) []string {
+	var out []string
+	for _, d := range res.Decisions {
+		if d.Kind == kind {
+			out = append(out, d.Message)
+		}
+	}
+	return out
+}
+
+var fullRelease = []string{"deploy v2", "health", "traffic 1", "traffic 5", "traffic 25", "traffic 50", "traffic 100", "promote"}
+
+// testLogLevel is Warn unless SHEPHERD_TEST_LOG=debug asks for the workflow's own logs.
+func testLogLevel() slog.Level {
+	if os.Getenv("SHEPHERD_TEST_LOG") == "debug" {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
+}

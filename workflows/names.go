@@ -1,0 +1,51 @@
+package workflows
+
+import "go.temporal.io/sdk/temporal"
+
+// Wire names. Stored histories, the Temporal CLI and users' scripts refer to these strings, so they never
+// change when Go identifiers do.
+const (
+	// TaskQueue is the task queue Shepherd workers poll.
+	TaskQueue = "shepherd"
+	// ReleaseWorkflow is the workflow type of a release.
+	ReleaseWorkflow = "Release"
+
+	// Signal and update names; each takes a ControlRequest.
+	Approve = "approve"
+	Abort   = "abort"
+	Pause   = "pause"
+	Resume  = "resume"
+
+	// StatusQuery returns a record.Status.
+	StatusQuery = "status"
+)
+
+// Activity names.
+const (
+	ActivityPreflight  = "Preflight"
+	ActivityDeploy     = "Deploy"
+	ActivityHealth     = "HealthCheck"
+	ActivitySetTraffic = "SetTraffic"
+	ActivityPromote    = "Promote"
+	ActivityRollback   = "RemoveCanary"
+	ActivityMeasure    = "Measure"
+)
+
+// Custom search attributes the workflow upserts. The server must know them before a release starts
+// (an unknown attribute stalls the workflow task): `temporal operator search-attribute create`.
+var (
+	AttrService        = temporal.NewSearchAttributeKeyKeyword("ReleaseService")
+	AttrEnvironment    = temporal.NewSearchAttributeKeyKeyword("ReleaseEnvironment")
+	AttrVersion        = temporal.NewSearchAttributeKeyKeyword("ReleaseVersion")
+	AttrPhase          = temporal.NewSearchAttributeKeyKeyword("ReleasePhase")
+	AttrTrafficPercent = temporal.NewSearchAttributeKeyInt64("ReleaseTrafficPercent")
+)
+
+// SearchAttributes lists every custom search attribute with its type name as the Temporal CLI spells it.
+var SearchAttributes = []struct{ Name, Type string }{
+	{"ReleaseService", "Keyword"},
+	{"ReleaseEnvironment", "Keyword"},
+	{"ReleaseVersion", "Keyword"},
+	{"ReleasePhase", "Keyword"},
+	{"ReleaseTrafficPercent", "Int"},
+}

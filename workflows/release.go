@@ -1,0 +1,269 @@
+// Package workflows holds the Release workflow: deterministic code that drives one release from
+// validation through staged canary to promotion, or to a compensating rollback. It does no I/O; the
+// activities package does.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// Workflow error types, for clients that match on them.
+const (
+	// ErrTypeInvalidSpec: the spec failed validation or was started under the wrong workflow ID.
+	ErrTypeInvalidSpec = "InvalidSpec"
+	// ErrTypeRollbackFailed: a compensation failed after its retries; a person must finish the rollback.
+	ErrTypeRollbackFailed = "RollbackFailed"
+)
+
+// Release is the Release workflow. It returns the final record (phase Succeeded or RolledBack); a release
+// whose rollback failed returns an ApplicationError of type RollbackFailed carrying the record as details.
+func Release(ctx workflow.Context, in spec.Release) (record.Result, error) {
+	r := newRelease(ctx, in)
+	if err := r.registerHandlers(ctx); err != nil {
+		return r.status, err
+	}
+	res, err := r.run(ctx)
+	// Let update handlers in flight answer before the workflow closes.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	_ = workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) })
+	return res, err
+}
+
+// release is the workflow's state; handlers and the status query read it.
+type release struct {
+	spec   spec.Release
+	logger log.Logger
+	status record.Status
+
+	// fwdCtx carries every forward step; abort cancels it so a running step or wait stops at once.
+	fwdCtx     workflow.Context
+	cancelFwd  workflow.CancelFunc
+	abortReq   *ControlRequest
+	paused     bool
+	pauseCause string
+	approval   *ControlRequest
+	saga       saga
+	checks     *analysisState
+
+	// published* is what the search attributes last said, to upsert only changes.
+	published        bool
+	publishedPhase   record.Phase
+	publishedTraffic int
+}
+
+func newRelease(ctx workflow.Context, in spec.Release) *release {
+	info := workflow.GetInfo(ctx)
+	s := in.WithDefaults()
+	r := &release{spec: s}
+	r.status = record.Status{
+		ReleaseID:       info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
+		WorkflowID:      info.WorkflowExecution.ID,
+		Service:         s.Service,
+		Environment:     s.Environment,
+		Version:         s.Version,
+		PreviousVersion: s.PreviousVersion,
+		Phase:           record.PhaseValidating,
+		StartedAt:       workflow.Now(ctx),
+		Decisions:       []record.Decision{},
+	}
+	for i, st := range s.Stages {
+		r.status.Stages = append(r.status.Stages, record.StagePlan{
+			Number: i + 1, Percent: st.Percent, Soak: st.Soak.D(), Approval: st.Approval,
+		})
+	}
+	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
+		"environment", s.Environment, "version", s.Version)
+	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
+	r.checks = newAnalysisState(s.Analysis)
+	return r
+}
+
+// errAnalysisFailed ends the forward path when checks failed beyond the failure limit.
+type errAnalysisFailed struct{ reason string }
+
+func (e errAnalysisFailed) Error() string { return e.reason }
+
+// errApprovalTimedOut ends the forward path when an approval gate timed out with action abort.
+type errApprovalTimedOut struct{ reason string }
+
+func (e errApprovalTimedOut) Error() string { return e.reason }
+
+func (r *release) run(ctx workflow.Context) (record.Result, error) {
+	r.decide(ctx, record.KindTransition, "", "release %s of %s to %s started", r.spec.Version, r.spec.Service, r.spec.Environment)
+	if err := r.validate(ctx); err != nil {
+		r.finish(ctx, record.PhaseFailed, err.Error())
+		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+	}
+	r.publish(ctx)
+
+	err := r.forward(r.fwdCtx)
+	if err == nil {
+		r.finish(ctx, record.PhaseSucceeded, fmt.Sprintf("%s %s promoted in %s", r.spec.Service, r.spec.Version, r.spec.Environment))
+		return r.status, nil
+	}
+
+	cancelled := ctx.Err() != nil
+	reason := r.rollbackReason(err, cancelled)
+	rbErr := r.rollback(ctx, reason)
+	switch {
+	case rbErr != nil:
+		msg := fmt.Sprintf("rollback failed after %s: %v; finish it by hand (see docs/runbooks.md)", reason, rbErr)
+		r.finish(ctx, record.PhaseFailed, msg)
+		return r.status, temporal.NewNonRetryableApplicationError(msg, ErrTypeRollbackFailed, rbErr, r.status)
+	case cancelled:
+		r.finish(ctx, record.PhaseRolledBack, reason)
+		return r.status, temporal.NewCanceledError(r.status)
+	default:
+		r.finish(ctx, record.PhaseRolledBack, reason)
+		return r.status, nil
+	}
+}
+
+// validate runs the spec validation (the same as the CLI's and the starter's) and checks the workflow ID
+// that enforces one active release per service and environment.
+func (r *release) validate(ctx workflow.Context) error {
+	if err := r.spec.Validate(); err != nil {
+		return err
+	}
+	want := spec.WorkflowID(r.spec.Service, r.spec.Environment)
+	if got := workflow.GetInfo(ctx).WorkflowExecution.ID; got != want {
+		return fmt.Errorf("workflow ID %q: a release of %s in %s must run as workflow ID %q, which keeps "+
+			"one active release per service and environment (temporal workflow start --workflow-id %q ...)",
+			got, r.spec.Service, r.spec.Environment, want, want)
+	}
+	return nil
+}
+
+// forward is the happy path: preflight, deploy, stages, promote. Any error leads to a rollback.
+func (r *release) forward(ctx workflow.Context) error {
+	if err := r.execStep(ctx, ActivityPreflight, "preflight", "Preflight: check the target can run this release", 0); err != nil {
+		return err
+	}
+	r.decide(ctx, record.KindCheck, "", "preflight passed: target %s is ready", r.spec.Target.Type)
+
+	r.setPhase(ctx, record.PhaseDeploying, "deploying %s beside the stable version at 0%% traffic", r.spec.Version)
+	// The canary's removal is registered before deploy runs: a deploy aborted half-way still gets cleaned up.
+	r.saga.push(compensation{name: "remove canary", activity: ActivityRollback, step: "rollback"})
+	if err := r.execStep(ctx, ActivityDeploy, "deploy", "Deploy "+r.spec.Version+" beside stable at 0%", 0); err != nil {
+		return err
+	}
+	r.decide(ctx, record.KindStep, "", "deployed %s", r.spec.Version)
+	if err := r.execStep(ctx, ActivityHealth, "health", "Health check "+r.spec.Version, 0); err != nil {
+		return err
+	}
+	r.decide(ctx, record.KindCheck, "", "%s is healthy", r.spec.Version)
+
+	for i := range r.spec.Stages {
+		if err := r.runStage(ctx, i); err != nil {
+			return err
+		}
+	}
+
+	r.setPhase(ctx, record.PhasePromoting, "all stages passed; promoting %s", r.spec.Version)
+	if err := r.execStep(ctx, ActivityPromote, "promote", "Promote "+r.spec.Version+" to stable", 0); err != nil {
+		return err
+	}
+	r.saga.clear()
+	r.decide(ctx, record.KindStep, "", "promoted %s to stable", r.spec.Version)
+	return nil
+}
+
+// rollbackReason names why the forward path ended, with its evidence.
+func (r *release) rollbackReason(err error, cancelled bool) string {
+	var af errAnalysisFailed
+	var at errApprovalTimedOut
+	switch {
+	case r.abortReq != nil:
+		msg := "aborted by " + r.abortReq.By
+		if r.abortReq.Reason != "" {
+			msg += ": " + r.abortReq.Reason
+		}
+		return msg
+	case cancelled:
+		return "workflow cancelled"
+	case errors.As(err, &af):
+		return af.reason
+	case errors.As(err, &at):
+		return at.reason
+	default:
+		return "step failed: " + describeError(err)
+	}
+}
+
+// describeError unwraps Temporal's activity error envelope to the message a person needs.
+func describeError(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		return "timed out (" + timeoutErr.TimeoutType().String() + "): " + err.Error()
+	}
+	return err.Error()
+}
+
+// finish records the terminal phase.
+func (r *release) finish(ctx workflow.Context, phase record.Phase, reason string) {
+	r.status.Reason = reason
+	r.status.EndedAt = workflow.Now(ctx)
+	r.setPhase(ctx, phase, "%s", reason)
+}
+
+// setPhase moves the release to phase, logs the transition and publishes it.
+func (r *release) setPhase(ctx workflow.Context, phase record.Phase, format string, args ...any) {
+	r.status.Phase = phase
+	r.decide(ctx, record.KindTransition, "", format, args...)
+	r.publish(ctx)
+}
+
+// decide appends to the decision log (and the workflow log).
+func (r *release) decide(ctx workflow.Context, kind record.DecisionKind, by string, format string, args ...any) *record.Decision {
+	d := record.Decision{
+		Time:    workflow.Now(ctx),
+		Kind:    kind,
+		Phase:   r.status.Phase,
+		By:      by,
+		Message: fmt.Sprintf(format, args...),
+	}
+	if r.status.Stage != nil {
+		d.Stage = r.status.Stage.Number
+	}
+	r.status.Decisions = append(r.status.Decisions, d)
+	r.logger.Info("Decision", "kind", string(kind), "phase", string(d.Phase), "stage", d.Stage, "by", by, "message", d.Message)
+	return &r.status.Decisions[len(r.status.Decisions)-1]
+}
+
+// data is the template data for a step.
+func (r *release) data(percent int) spec.TemplateData {
+	stage := 0
+	if r.status.Stage != nil {
+		stage = r.status.Stage.Number
+	}
+	return spec.TemplateData{
+		Service:         r.spec.Service,
+		Environment:     r.spec.Environment,
+		Version:         r.spec.Version,
+		PreviousVersion: r.spec.PreviousVersion,
+		Percent:         percent,
+		Stage:           stage,
+		ReleaseID:       r.status.ReleaseID,
+	}
+}
+
+// elapsed is the wall time between two workflow timestamps, never negative.
+func elapsed(from, to time.Time) time.Duration {
+	if to.Before(from) {
+		return 0
+	}
+	return to.Sub(from)
+}

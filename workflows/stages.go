@@ -1,0 +1,225 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// runStage runs stage i: approval gate, traffic shift, soak with analysis.
+func (r *release) runStage(ctx workflow.Context, i int) error {
+	st := r.spec.Stages[i]
+	r.status.Stage = &record.StageStatus{
+		Number: i + 1, Of: len(r.spec.Stages), Percent: st.Percent,
+		SoakRemaining: st.Soak.D(), ApprovalRequired: st.Approval,
+	}
+	r.status.Stages[i].StartedAt = workflow.Now(ctx)
+	if st.Approval {
+		if err := r.awaitApproval(ctx, st); err != nil {
+			return err
+		}
+	}
+	r.setPhase(ctx, record.PhaseProgressing, "stage %d/%d: shifting %d%% of traffic to %s",
+		i+1, len(r.spec.Stages), st.Percent, r.spec.Version)
+	if err := r.setTraffic(ctx, st.Percent); err != nil {
+		return err
+	}
+	if err := r.soak(ctx, st); err != nil {
+		return err
+	}
+	r.status.Stages[i].FinishedAt = workflow.Now(ctx)
+	r.status.Stages[i].Outcome = "passed"
+	r.decide(ctx, record.KindTransition, "", "stage %d/%d (%d%%) passed", i+1, len(r.spec.Stages), st.Percent)
+	return nil
+}
+
+// setTraffic shifts traffic; before the first shift it registers the compensation that sends all traffic
+// back to stable, so a shift aborted half-way is undone too.
+func (r *release) setTraffic(ctx workflow.Context, percent int) error {
+	if !r.saga.has("traffic to stable") {
+		r.saga.push(compensation{name: "traffic to stable", activity: ActivitySetTraffic, step: "rollback-traffic", percent: 0})
+	}
+	step := fmt.Sprintf("traffic:%d:%d", r.status.Stage.Number, percent)
+	if err := r.execStep(ctx, ActivitySetTraffic, step, fmt.Sprintf("Traffic: %d%% to %s", percent, r.spec.Version), percent); err != nil {
+		return err
+	}
+	r.status.TrafficPercent = percent
+	r.decide(ctx, record.KindStep, "", "traffic on %s is %d%%", r.spec.Version, percent)
+	r.publish(ctx)
+	return nil
+}
+
+// awaitApproval waits at a stage's gate for an approve, an abort, or the gate's timeout.
+func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
+	n := r.status.Stage.Number
+	r.approval = nil
+	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
+	waitStart := workflow.Now(ctx)
+	got := func() bool { return r.approval != nil }
+	if st.ApprovalTimeout > 0 {
+		ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      st.ApprovalTimeout.D(),
+			TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("Approval timeout for stage %d (%s)", n, st.ApprovalTimeout)},
+		}, got)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			if st.OnApprovalTimeout == spec.OnTimeoutProceed {
+				r.decide(ctx, record.KindApproval, "shepherd", "no approval for stage %d within %s; proceeding as configured (onApprovalTimeout: proceed)", n, st.ApprovalTimeout)
+				r.status.Stage.Approved = true
+				r.status.Stage.ApprovedBy = "timeout"
+				return nil
+			}
+			return errApprovalTimedOut{reason: fmt.Sprintf("no approval for stage %d within %s (onApprovalTimeout: abort)", n, st.ApprovalTimeout)}
+		}
+	} else if err := workflow.Await(ctx, got); err != nil {
+		return err
+	}
+	a := r.approval
+	r.status.Stage.Approved = true
+	r.status.Stage.ApprovedBy = a.By
+	d := r.decide(ctx, record.KindApproval, a.By, "stage %d approved by %s after %s", n, a.By, elapsed(waitStart, workflow.Now(ctx)))
+	d.Comment = a.text()
+	return nil
+}
+
+// soak holds the stage for its soak time on durable timers, measuring every analysis interval. It returns
+// nil when the stage passed; errAnalysisFailed, or the context's error on abort or cancellation, otherwise.
+// A pause freezes the soak clock; a stage never passes unless its last measurement passed.
+func (r *release) soak(ctx workflow.Context, st spec.Stage) error {
+	stage := r.status.Stage
+	remaining := st.Soak.D()
+	interval := r.spec.Analysis.Interval.D()
+	lastPassed := r.spec.Analysis.Disabled
+	r.checks.reset()
+	stage.SoakStartedAt = workflow.Now(ctx)
+	for remaining > 0 || !lastPassed {
+		if r.paused {
+			if err := r.holdWhilePaused(ctx); err != nil {
+				return err
+			}
+			if remaining <= 0 {
+				remaining = min(interval, st.Soak.D()) // measure afresh before the stage may pass
+			}
+			continue
+		}
+		if remaining <= 0 {
+			r.autoPause(ctx, "soak of stage %d ended without a passing measurement of every check; never promoting on missing or failing data", stage.Number)
+			continue
+		}
+		wait := remaining
+		if !r.spec.Analysis.Disabled {
+			wait = min(interval, remaining)
+		}
+		stage.SoakRemaining = remaining
+		stage.SoakEndsAt = workflow.Now(ctx).Add(remaining)
+		r.publishDetails(ctx)
+		start := workflow.Now(ctx)
+		interrupted, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      wait,
+			TimerOptions: workflow.TimerOptions{Summary: r.soakTimerSummary(st, remaining, wait)},
+		}, func() bool { return r.paused })
+		if err != nil {
+			return err
+		}
+		remaining -= elapsed(start, workflow.Now(ctx))
+		stage.SoakRemaining = max(remaining, 0)
+		if interrupted || r.spec.Analysis.Disabled {
+			continue
+		}
+		verdict, reason, err := r.analyse(ctx)
+		if err != nil {
+			return err
+		}
+		switch verdict {
+		case record.Fail:
+			return errAnalysisFailed{reason: reason}
+		case record.Inconclusive:
+			r.autoPause(ctx, "%s", reason)
+			lastPassed = false
+		case record.Pass:
+			lastPassed = true
+		default: // below a limit: keep soaking, but this measurement did not pass
+			lastPassed = false
+		}
+	}
+	stage.SoakEndsAt = time.Time{}
+	stage.SoakRemaining = 0
+	return nil
+}
+
+func (r *release) soakTimerSummary(st spec.Stage, remaining, wait time.Duration) string {
+	if r.spec.Analysis.Disabled {
+		return fmt.Sprintf("Soak %d%% for %s", st.Percent, remaining)
+	}
+	return fmt.Sprintf("Soak %d%%: next analysis in %s (%s left)", st.Percent, wait, remaining)
+}
+
+// holdWhilePaused parks the release in Paused until resumed (or aborted, which cancels ctx).
+func (r *release) holdWhilePaused(ctx workflow.Context) error {
+	r.status.Stage.SoakEndsAt = time.Time{}
+	if r.status.Phase != record.PhasePaused {
+		r.setPhase(ctx, record.PhasePaused, "paused: %s", r.pauseCause)
+	}
+	if err := workflow.Await(ctx, func() bool { return !r.paused }); err != nil {
+		return err
+	}
+	r.checks.reset()
+	r.setPhase(ctx, record.PhaseProgressing, "resumed stage %d with %s of soak left", r.status.Stage.Number, r.status.Stage.SoakRemaining)
+	return nil
+}
+
+// autoPause pauses the release on Shepherd's own initiative (inconclusive data).
+func (r *release) autoPause(ctx workflow.Context, format string, args ...any) {
+	r.paused = true
+	r.pauseCause = fmt.Sprintf(format, args...)
+	r.decide(ctx, record.KindAnalysis, "shepherd", "pausing for a human: %s", r.pauseCause)
+}
+
+// analyse takes one measurement of every check and judges it. It returns "" as the verdict while
+// failures or inconclusive results are still below their limits.
+func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) {
+	a := r.spec.Analysis
+	perQuery := 10 * time.Second
+	if a.Prometheus != nil && a.Prometheus.Timeout > 0 {
+		perQuery = a.Prometheus.Timeout.D()
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// Two queries per check at most (canary and baseline), each with its own timeout and retries.
+		StartToCloseTimeout: time.Duration(2*len(a.Checks))*3*perQuery + 10*time.Second,
+		HeartbeatTimeout:    3*perQuery + 10*time.Second,
+		// A failed measurement is an inconclusive one; the next interval measures again.
+		RetryPolicy: &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:     fmt.Sprintf("Measure %d checks at %d%%", len(a.Checks), r.status.TrafficPercent),
+	})
+	in := activities.MeasureInput{
+		ReleaseID: r.status.ReleaseID, Stage: r.status.Stage.Number,
+		Checks: a.Checks, Data: r.data(r.status.TrafficPercent),
+	}
+	if a.Prometheus != nil {
+		in.Prometheus = *a.Prometheus
+	}
+	var res activities.MeasureResult
+	if err := workflow.ExecuteActivity(actx, ActivityMeasure, in).Get(actx, &res); err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		res.Measurements = unavailable(a.Checks, r.status.Stage.Number, workflow.Now(ctx), describeError(err))
+	}
+	for i := range res.Measurements {
+		res.Measurements[i].Verdict, res.Measurements[i].Reason = assess(res.Measurements[i])
+	}
+	r.status.Latest = res.Measurements
+	overall, reason := r.checks.observe(res.Measurements)
+	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", summarize(overall, reason, res.Measurements))
+	d.Measurements = res.Measurements
+	r.publishDetails(ctx)
+	return overall, reason, nil
+}
