@@ -138,7 +138,7 @@ func validateStages(p *problems, stages []Stage) {
 			p.add(path+".onApprovalTimeout", "must be %q or %q, got %q", OnTimeoutAbort, OnTimeoutProceed, s.OnApprovalTimeout)
 		}
 	}
-	if last := stages[len(stages)-1]; last.Percent != 100 {
+	if last := stages[len(stages)-1]; last.Percent > 0 && last.Percent < 100 {
 		p.add(fmt.Sprintf("stages[%d].percent", len(stages)-1), "the last stage must be 100, got %d", last.Percent)
 	}
 }

@@ -1,0 +1,165 @@
+package spec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const minimal = `
+service: checkout
+version: v2
+target:
+  type: exec
+  exec:
+    deploy: ./deploy.sh {{.Version}}
+    traffic: ./traffic.sh {{.Percent}}
+    promote: ./promote.sh
+    rollback: ./rollback.sh
+`
+
+func TestMinimalSpecGetsSafeDefaults(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	d := r.WithDefaults()
+	require.NoError(t, d.Validate())
+	assert.Equal(t, "production", d.Environment)
+	var percents []int
+	for _, s := range d.Stages {
+		percents = append(percents, s.Percent)
+		assert.Equal(t, 15*time.Minute, s.Soak.D())
+	}
+	assert.Equal(t, []int{1, 5, 25, 50, 100}, percents)
+	assert.Equal(t, 30*time.Second, d.Analysis.Interval.D())
+	require.Len(t, d.Analysis.Checks, 2)
+	assert.Equal(t, "error-rate", d.Analysis.Checks[0].Name)
+	assert.Equal(t, 0.01, *d.Analysis.Checks[0].Max)
+	assert.Equal(t, "p99-latency", d.Analysis.Checks[1].Name)
+	assert.Equal(t, 0.5, *d.Analysis.Checks[1].Max)
+	assert.Equal(t, DefaultPrometheusAddress, d.Analysis.Prometheus.Address)
+	assert.Equal(t, 75*time.Minute, d.TotalSoak())
+	assert.Empty(t, r.Stages, "WithDefaults must not change its receiver")
+}
+
+func TestJSONAndYAMLAreTheSameSchema(t *testing.T) {
+	y, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	j, err := Parse([]byte(`{"service":"checkout","version":"v2","target":{"type":"exec","exec":{
+		"deploy":"./deploy.sh {{.Version}}","traffic":"./traffic.sh {{.Percent}}","promote":"./promote.sh","rollback":"./rollback.sh"}}}`))
+	require.NoError(t, err)
+	assert.Equal(t, y, j)
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct{ name, doc, want string }{
+		{"empty", "  \n", "spec is empty"},
+		{"unknown key", minimal + "stagez: []\n", `unknown key "stagez"`},
+		{"nested unknown key", strings.Replace(minimal, "deploy:", "deplo:", 1), `unknown key "deplo"`},
+		{"wrong type", minimal + "stages: 5\n", "stages: want a list, got number"},
+		{"bad duration", minimal + "stages: [{percent: 100, soak: 15}]\n", `want a duration string such as "15m"`},
+		{"unparsable duration", minimal + "stages: [{percent: 100, soak: fifteen}]\n", `invalid duration "fifteen"`},
+		{"not a mapping", "- a\n- b\n", "spec must be a mapping"},
+		{"bad yaml", "service: [\n", "neither valid YAML nor JSON"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.doc))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func valid() Release {
+	r, err := Parse([]byte(minimal))
+	if err != nil {
+		panic(err)
+	}
+	return r.WithDefaults()
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(r *Release)
+		want   []string
+	}{
+		{"missing fields are named", func(r *Release) { r.Service, r.Version, r.Target = "", "", Target{} },
+			[]string{"service: required", "version: required", "target.type: required"}},
+		{"percent must increase", func(r *Release) {
+			r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 100, Soak: DefaultSoak}}
+		}, []string{"stages[2].percent: must be greater than stages[1].percent (25)"}},
+		{"percent range", func(r *Release) { r.Stages = []Stage{{Percent: 0, Soak: DefaultSoak}, {Percent: 101, Soak: DefaultSoak}} },
+			[]string{"stages[0].percent: must be in (0, 100], got 0", "stages[1].percent: must be in (0, 100], got 101"}},
+		{"must end at 100", func(r *Release) { r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 50, Soak: DefaultSoak}} },
+			[]string{"stages[1].percent: the last stage must be 100, got 50"}},
+		{"positive soak and interval", func(r *Release) { r.Stages[0].Soak = -1; r.Analysis.Interval = 0 },
+			[]string{"stages[0].soak: must be positive", "analysis.interval: must be positive"}},
+		{"unknown target", func(r *Release) { r.Target.Type = "kubernetes" }, []string{`target.type: unknown target type "kubernetes"`}},
+		{"exec commands required", func(r *Release) { r.Target.Exec.Promote = " " }, []string{"target.exec.promote: required"}},
+		{"bad template", func(r *Release) { r.Target.Exec.Deploy = "deploy {{.Version" }, []string{"target.exec.deploy: template does not parse"}},
+		{"bad service name", func(r *Release) { r.Service = "Check Out" }, []string{`service: "Check Out" must be 1-63 lowercase letters`}},
+		{"approval action", func(r *Release) { r.Stages[1].Approval = true; r.Stages[1].OnApprovalTimeout = "ignore" },
+			[]string{`stages[1].onApprovalTimeout: must be "abort" or "proceed", got "ignore"`}},
+		{"approval timeout needs approval", func(r *Release) { r.Stages[1].ApprovalTimeout = Duration(time.Hour) },
+			[]string{"stages[1]: approvalTimeout and onApprovalTimeout need approval: true"}},
+		{"check needs threshold", func(r *Release) { r.Analysis.Checks = []Check{{Name: "x", Query: "up"}} },
+			[]string{"analysis.checks[0]: needs a threshold: max, min or baseline"}},
+		{"duplicate check", func(r *Release) { r.Analysis.Checks = append(r.Analysis.Checks, r.Analysis.Checks[0]) },
+			[]string{`analysis.checks[2].name: "error-rate" already names analysis.checks[0]`}},
+		{"baseline needs previous version", func(r *Release) {
+			r.Analysis.Checks[0].Baseline = &Baseline{MaxRelativeIncrease: 0.2}
+		}, []string{"analysis.checks[0].baseline: needs previousVersion"}},
+		{"prometheus address", func(r *Release) { r.Analysis.Prometheus.Address = "localhost:9090" },
+			[]string{`analysis.prometheus.address: must be an http:// or https:// URL, got "localhost:9090"`}},
+		{"limits", func(r *Release) { r.Analysis.FailureLimit = 0; r.Analysis.InconclusiveLimit = -1 },
+			[]string{"analysis.failureLimit: must be at least 1", "analysis.inconclusiveLimit: must be at least 1"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := valid()
+			tc.change(&r)
+			err := r.Validate()
+			var verr *ValidationError
+			require.True(t, errors.As(err, &verr), "want a ValidationError, got %v", err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.Len(t, verr.Problems, len(tc.want), "problems: %v", verr.Problems)
+		})
+	}
+}
+
+func TestWorkflowIDIsPerServiceAndEnvironment(t *testing.T) {
+	assert.Equal(t, "release:checkout:production", WorkflowID("checkout", "production"))
+	assert.NotEqual(t, WorkflowID("a-b", "c"), WorkflowID("a", "b-c"))
+}
+
+// FuzzParse: the parser never panics, and whatever it accepts survives defaults and validation without
+// panicking and round-trips through JSON.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte(`{"service":"a","version":"1","target":{"type":"local"},"stages":[{"percent":100,"soak":"1s"}]}`))
+	f.Add([]byte("stages: [{percent: 50}, {percent: 100, approval: true, approvalTimeout: 1h}]"))
+	f.Add([]byte("analysis: {checks: [{name: x, query: up, max: 1e309}]}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse(data)
+		if err != nil {
+			return
+		}
+		d := r.WithDefaults()
+		_ = d.Validate()
+		js, err := jsonMarshal(d)
+		if err != nil {
+			return // e.g. ±Inf thresholds cannot be JSON; Validate reports them
+		}
+		back, err := Parse(js)
+		require.NoError(t, err, "own JSON must parse: %s", js)
+		assert.Equal(t, d.Service, back.Service)
+		assert.Equal(t, len(d.Stages), len(back.Stages))
+	})
+}
