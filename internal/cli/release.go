@@ -1,0 +1,393 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/starter"
+	"github.com/shepherd-release/shepherd/workflows"
+)
+
+// readSpec parses and validates a spec file ("-" is standard input) and returns it with defaults.
+func readSpec(path string) (spec.Release, error) {
+	if path == "" {
+		return spec.Release{}, withHint(ExitUsage, errors.New("no spec file given"), "pass -f release.yaml (see examples/)")
+	}
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = readAllLimited(os.Stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return spec.Release{}, fmt.Errorf("reading spec: %w", err)
+	}
+	r, err := spec.Parse(data)
+	if err != nil {
+		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+	}
+	d := r.WithDefaults()
+	if err := d.Validate(); err != nil {
+		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+	}
+	return d, nil
+}
+
+func newValidateCmd(g *globals) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "validate -f release.yaml",
+		Short: "Check a release spec without starting anything",
+		Long: `Parse and validate a release spec exactly as the workflow will, and print the plan it describes
+(with every default filled in). Nothing is contacted; nothing changes.`,
+		Example: `  shepherd validate -f examples/release.yaml
+  shepherd validate -f release.json -o json   # the spec with defaults, as the workflow sees it`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := readSpec(file)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(d)
+			}
+			fmt.Fprintf(g.stdout, "%s is valid: workflow ID %s, at least %s of soak\n\n%s", file,
+				spec.WorkflowID(d.Service, d.Environment), d.TotalSoak(), starter.PlanMarkdown(d))
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
+	return cmd
+}
+
+func newStartCmd(g *globals) *cobra.Command {
+	var file string
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "start -f release.yaml [--wait]",
+		Short: "Start a release",
+		Long: `Validate the spec and start its release workflow. At most one release per service and
+environment is active at a time; a second start is refused and names the active release.
+With --wait, follow the release to its end (as watch does) and exit with its outcome.`,
+		Example: `  shepherd start -f release.yaml
+  shepherd start -f release.yaml --wait     # exit 0 promoted, 3 rolled back, 4 failed`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			d, err := readSpec(file)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			c, err := dial(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			st, err := starter.Start(ctx, c, d)
+			if errors.Is(err, starter.ErrAlreadyActive) {
+				return withHint(ExitRejected, err, "")
+			}
+			if err != nil {
+				return err
+			}
+			if g.json() && !wait {
+				return g.printJSON(map[string]string{"workflowID": st.WorkflowID, "runID": st.RunID})
+			}
+			if !g.json() {
+				fmt.Fprintf(g.stdout, "Started release of %s %s in %s\n  workflow: %s  run: %s\n  %s\n",
+					d.Service, d.Version, d.Environment, st.WorkflowID, st.RunID, uiLink(st.WorkflowID, st.RunID))
+			}
+			if !wait {
+				if !g.json() {
+					fmt.Fprintf(g.stdout, "Follow it with: shepherd watch %s --env %s\n", d.Service, d.Environment)
+				}
+				return nil
+			}
+			return follow(ctx, g, c, d.Service, d.Environment, st.RunID)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release until it ends; the exit code is its outcome")
+	return cmd
+}
+
+// uiLink is the Temporal web UI page of a run; SHEPHERD_UI_URL overrides the local dev server's UI.
+func uiLink(workflowID, runID string) string {
+	base := os.Getenv("SHEPHERD_UI_URL")
+	if base == "" {
+		base = "http://localhost:8233"
+	}
+	ns := os.Getenv("TEMPORAL_NAMESPACE")
+	if ns == "" {
+		ns = client.DefaultNamespace
+	}
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s", base, ns, urlPathEscape(workflowID), runID)
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var runID string
+	cmd := &cobra.Command{
+		Use:   "status SERVICE",
+		Short: "Show a release's phase, stage, traffic and latest checks",
+		Example: `  shepherd status checkout
+  shepherd status checkout --env staging -o json`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := serviceArg(args)
+			if err != nil {
+				return err
+			}
+			st, err := queryStatus(cmd.Context(), svc, g.env, runID)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(st)
+			}
+			renderStatus(g.stdout, st, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
+	return cmd
+}
+
+func queryStatus(ctx context.Context, svc, env, runID string) (record.Status, error) {
+	c, err := dial(ctx)
+	if err != nil {
+		return record.Status{}, err
+	}
+	defer c.Close()
+	return starter.Status(ctx, c, svc, env, runID)
+}
+
+func newHistoryCmd(g *globals) *cobra.Command {
+	var runID string
+	cmd := &cobra.Command{
+		Use:   "history SERVICE",
+		Short: "Print a release's decision log: every transition, approval, measurement and rollback step",
+		Example: `  shepherd history checkout
+  shepherd history checkout --run 4f1c... -o json`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := serviceArg(args)
+			if err != nil {
+				return err
+			}
+			st, err := queryStatus(cmd.Context(), svc, g.env, runID)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(st.Decisions)
+			}
+			renderDecisions(g.stdout, st.Decisions)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
+	return cmd
+}
+
+func newWatchCmd(g *globals) *cobra.Command {
+	var runID string
+	cmd := &cobra.Command{
+		Use:   "watch SERVICE",
+		Short: "Follow a release live until it ends; the exit code is its outcome",
+		Long: `Print the release's progress as it happens: stage, traffic, time left in the soak, latest check
+values and each new decision. Exits 0 when promoted, 3 when rolled back, 4 when failed.`,
+		Example: `  shepherd watch checkout
+  shepherd watch checkout -o json   # one JSON status per change`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := serviceArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return follow(cmd.Context(), g, c, svc, g.env, runID)
+		},
+	}
+	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
+	return cmd
+}
+
+// follow polls the status query, printing new decisions and progress, until the release ends.
+func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID string) error {
+	seen := 0
+	var last string
+	var lastPrinted time.Time
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		st, err := starter.Status(ctx, c, svc, env, runID)
+		if err != nil {
+			return err
+		}
+		if g.json() {
+			if line := fmt.Sprint(st.Phase, st.TrafficPercent, len(st.Decisions)); line != last {
+				last = line
+				if err := g.printJSON(st); err != nil {
+					return err
+				}
+			}
+		} else {
+			if seen < len(st.Decisions) {
+				renderDecisions(g.stdout, st.Decisions[seen:])
+				seen = len(st.Decisions)
+			}
+			// A progress line when something other than the countdown changed, or every 30 s.
+			key := progressLine(st, time.Time{})
+			if !st.Phase.Terminal() && (key != last || time.Since(lastPrinted) >= 30*time.Second) {
+				last, lastPrinted = key, time.Now()
+				fmt.Fprintln(g.stdout, "  "+progressLine(st, time.Now()))
+			}
+		}
+		if st.Phase.Terminal() {
+			if !g.json() {
+				fmt.Fprintf(g.stdout, "\nRelease %s: %s\n", st.Phase, st.Reason)
+				if st.Phase == record.PhaseRolledBack {
+					fmt.Fprintf(g.stdout, "Traffic back on stable %s after the decision; rollback took %s.\n",
+						st.TrafficRestoredAfter.Round(time.Millisecond), st.RollbackDuration.Round(time.Millisecond))
+				}
+			}
+			return outcomeError(st)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// outcomeError maps a terminal phase to the exit code.
+func outcomeError(st record.Status) error {
+	switch st.Phase {
+	case record.PhaseSucceeded:
+		return nil
+	case record.PhaseRolledBack:
+		return withHint(ExitRolledBack, fmt.Errorf("release rolled back: %s", st.Reason), "shepherd history "+st.Service+" shows the evidence")
+	default:
+		return withHint(ExitFailed, fmt.Errorf("release failed: %s", st.Reason), "see docs/runbooks.md")
+	}
+}
+
+var controlHelp = map[string]struct{ short, long, example string }{
+	workflows.Approve: {"Approve the stage that is awaiting approval",
+		"Approve the stage gate the release waits at. --stage guards against approving the wrong stage.",
+		`  shepherd approve checkout --stage 3 --comment "dashboards look fine"`},
+	workflows.Abort: {"Abort the release and roll it back",
+		"Abort in any phase: traffic goes back to stable at once, then the canary is removed.",
+		`  shepherd abort checkout --reason "error budget burning"`},
+	workflows.Pause: {"Pause the soak: the clock stops, traffic stays where it is",
+		"Pause while a stage soaks. Analysis stops; resume continues with the soak time that was left.",
+		`  shepherd pause checkout --reason "incident in a dependency"`},
+	workflows.Resume: {"Resume a paused release",
+		"Resume a release paused by a person or by inconclusive analysis; the failure counters start afresh.",
+		`  shepherd resume checkout --comment "Prometheus is back"`},
+}
+
+func newControlCmd(g *globals, name string) *cobra.Command {
+	var req workflows.ControlRequest
+	h := controlHelp[name]
+	cmd := &cobra.Command{
+		Use:     name + " SERVICE",
+		Short:   h.short,
+		Long:    h.long + "\nSent as a Temporal update: the answer says at once whether the release accepted it, and why not.",
+		Example: h.example,
+		Args:    cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			svc, err := serviceArg(args)
+			if err != nil {
+				return err
+			}
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			resp, err := starter.Control(cmd.Context(), c, svc, g.env, name, req)
+			if errors.Is(err, starter.ErrRejected) {
+				return withHint(ExitRejected, err, "shepherd status "+svc+" shows where the release is")
+			}
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				return g.printJSON(resp)
+			}
+			fmt.Fprintf(g.stdout, "%s: %s (phase %s)\n", name, resp.Message, resp.Phase)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&req.By, "by", whoami(), "who is asking (recorded in the decision log)")
+	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the decision log)")
+	cmd.Flags().StringVar(&req.Comment, "comment", "", "a comment (recorded in the decision log)")
+	cmd.Flags().IntVar(&req.Stage, "stage", 0, "only if the release is at this stage number (1-based)")
+	return cmd
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var all bool
+	var query string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List active and recent releases",
+		Long: `List releases from Temporal visibility, newest first: running ones by default, all with --all.
+--query adds a visibility filter over the release search attributes (ReleaseService, ReleaseEnvironment,
+ReleaseVersion, ReleasePhase, ReleaseTrafficPercent).`,
+		Example: `  shepherd list
+  shepherd list --all --query "ReleaseService = 'checkout'"
+  shepherd list --query "ReleasePhase = 'AwaitingApproval'" -o json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := dial(cmd.Context())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			q := query
+			if !all {
+				q = joinQuery(q, "ExecutionStatus = 'Running'")
+			}
+			rows, err := starter.List(cmd.Context(), c, q, limit)
+			if err != nil {
+				return err
+			}
+			if g.json() {
+				if rows == nil {
+					rows = []starter.Summary{}
+				}
+				return g.printJSON(rows)
+			}
+			renderList(g.stdout, rows)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "include ended releases")
+	cmd.Flags().StringVar(&query, "query", "", "extra visibility query")
+	cmd.Flags().IntVar(&limit, "limit", 50, "at most this many releases")
+	return cmd
+}
+
+func joinQuery(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return "(" + a + ") AND " + b
+}

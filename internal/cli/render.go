@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/starter"
+)
+
+func renderStatus(w io.Writer, st record.Status, now time.Time) {
+	fmt.Fprintf(w, "Release %s → %s in %s: %s\n", st.Service, st.Version, st.Environment, st.Phase)
+	if st.Reason != "" {
+		fmt.Fprintf(w, "Reason:   %s\n", st.Reason)
+	}
+	fmt.Fprintf(w, "Traffic:  %d%% on %s\n", st.TrafficPercent, st.Version)
+	fmt.Fprintf(w, "Workflow: %s\n", st.ReleaseID)
+	if line := progressLine(st, now); line != "" && !st.Phase.Terminal() {
+		fmt.Fprintf(w, "Progress: %s\n", line)
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tTRAFFIC\tSOAK\tAPPROVAL\tOUTCOME")
+	for _, p := range st.Stages {
+		approval := ""
+		if p.Approval {
+			approval = "required"
+		}
+		outcome := p.Outcome
+		if outcome == "" && st.Stage != nil && st.Stage.Number == p.Number && !st.Phase.Terminal() {
+			outcome = "← " + string(st.Phase)
+		}
+		fmt.Fprintf(tw, "%d\t%d%%\t%s\t%s\t%s\n", p.Number, p.Percent, p.Soak, approval, outcome)
+	}
+	tw.Flush()
+	if len(st.Latest) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CHECK\tVALUE\tVERDICT\tWHY")
+		for _, m := range st.Latest {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.Check, value(m), m.Verdict, m.Reason)
+		}
+		tw.Flush()
+	}
+	if n := len(st.Decisions); n > 0 {
+		fmt.Fprintf(w, "\nLast decision: %s (full log: shepherd history %s --env %s)\n", st.Decisions[n-1].Message, st.Service, st.Environment)
+	}
+}
+
+func value(m record.Measurement) string {
+	if m.Value == nil {
+		return "no data"
+	}
+	return fmt.Sprintf("%.4g", *m.Value)
+}
+
+// progressLine is the one-line live view: stage, traffic, soak left, latest checks.
+func progressLine(st record.Status, now time.Time) string {
+	if st.Stage == nil {
+		return string(st.Phase)
+	}
+	s := fmt.Sprintf("%s · stage %d/%d · traffic %d%%", st.Phase, st.Stage.Number, st.Stage.Of, st.TrafficPercent)
+	switch {
+	case now.IsZero():
+	case !st.Stage.SoakEndsAt.IsZero():
+		left := st.Stage.SoakEndsAt.Sub(now).Round(time.Second)
+		s += fmt.Sprintf(" · soak ends in %s", max(left, 0))
+	case st.Phase == record.PhasePaused:
+		s += fmt.Sprintf(" · %s of soak left", st.Stage.SoakRemaining.Round(time.Second))
+	}
+	for _, m := range st.Latest {
+		s += fmt.Sprintf(" · %s %s %s", m.Check, value(m), m.Verdict)
+	}
+	return s
+}
+
+func renderDecisions(w io.Writer, ds []record.Decision) {
+	for _, d := range ds {
+		who := ""
+		if d.By != "" {
+			who = " [" + d.By + "]"
+		}
+		stage := ""
+		if d.Stage > 0 {
+			stage = fmt.Sprintf(" stage %d", d.Stage)
+		}
+		fmt.Fprintf(w, "%s %-10s%s%s %s\n", d.Time.UTC().Format("15:04:05"), d.Kind, stage, who, d.Message)
+		if d.Comment != "" {
+			fmt.Fprintf(w, "           “%s”\n", d.Comment)
+		}
+	}
+}
+
+func renderList(w io.Writer, rows []starter.Summary) {
+	if len(rows) == 0 {
+		fmt.Fprintln(w, "No releases match. (shepherd list --all includes ended ones.)")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tENV\tVERSION\tPHASE\tTRAFFIC\tSTATUS\tSTARTED")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d%%\t%s\t%s\n", r.Service, r.Environment, r.Version, r.Phase,
+			r.TrafficPercent, r.Status, r.StartedAt.UTC().Format(time.RFC3339))
+	}
+	tw.Flush()
+}
+
+func urlPathEscape(s string) string { return url.PathEscape(s) }
+
+func readAllLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, spec.MaxSpecBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	return data, nil
+}
+
+// indent prefixes every line of s.
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n"+prefix)
+}

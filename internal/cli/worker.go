@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/contrib/envconfig"
+	sdklog "go.temporal.io/sdk/log"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers/prometheus"
+	"github.com/shepherd-release/shepherd/worker"
+)
+
+// workerFlags configure `shepherd worker` (and the worker inside `shepherd dev`).
+type workerFlags struct {
+	logFormat string
+	logLevel  string
+	stateDir  string
+}
+
+func (f *workerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.logFormat, "log-format", "json", `log format: "json" or "console"`)
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "directory of the step ledger (side effects once per release)")
+}
+
+// newLogger builds the zap logger behind the SDK's structured-logger interface.
+func (f *workerFlags) newLogger() (sdklog.Logger, func(), error) {
+	var level zapcore.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, nil, withHint(ExitUsage, fmt.Errorf("--log-level %q: %w", f.logLevel, err), "use debug, info, warn or error")
+	}
+	var cfg zap.Config
+	switch f.logFormat {
+	case "json":
+		cfg = zap.NewProductionConfig()
+	case "console":
+		cfg = zap.NewDevelopmentConfig()
+	default:
+		return nil, nil, withHint(ExitUsage, fmt.Errorf("--log-format %q", f.logFormat), `use "json" or "console"`)
+	}
+	cfg.Level = zap.NewAtomicLevelAt(level)
+	cfg.OutputPaths = []string{"stderr"}
+	z, err := cfg.Build()
+	if err != nil {
+		return nil, nil, err
+	}
+	logger := sdklog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core(), zapslog.WithCaller(true))))
+	return logger, func() { _ = z.Sync() }, nil
+}
+
+// newActivities wires the real providers.
+func newActivities() *activities.Activities {
+	return &activities.Activities{
+		Targets: workerTargets(),
+		Metrics: prometheus.New,
+	}
+}
+
+// workerTargets is every deploy target this build serves.
+var workerTargets = worker.Targets
+
+func newWorkerCmd(g *globals) *cobra.Command {
+	var f workerFlags
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Run a Shepherd worker (polls task queue \"shepherd\")",
+		Long: `Run a worker that executes release workflows and their activities. It connects with the Temporal
+CLI's configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS, profiles), checks that
+the namespace has every search attribute releases use (and says how to create them if not), and stops
+gracefully on SIGINT/SIGTERM. Run several for availability; a release survives any of them dying.`,
+		Example: `  shepherd worker
+  TEMPORAL_ADDRESS=temporal.internal:7233 TEMPORAL_NAMESPACE=releases shepherd worker --log-format console`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			logger, sync, err := f.newLogger()
+			if err != nil {
+				return err
+			}
+			defer sync()
+			return runWorker(ctx, logger, f, nil)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+// runWorker dials with the user's Temporal configuration and runs the worker until ctx ends.
+func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady func()) error {
+	opts, err := envconfig.LoadDefaultClientOptions()
+	if err != nil {
+		return fmt.Errorf("reading Temporal client configuration: %w", err)
+	}
+	opts.Logger = logger
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return withHint(ExitError, fmt.Errorf("cannot reach Temporal at %s: %w", hostPort(opts), err),
+			"start a local stack with `make dev`, or point TEMPORAL_ADDRESS at your server")
+	}
+	defer c.Close()
+	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir)
+	err = worker.Run(ctx, c, worker.Config{
+		Namespace:  namespace(opts),
+		StateDir:   f.stateDir,
+		Activities: newActivities(),
+		OnReady: func() {
+			logger.Info("Worker polling", "taskQueue", "shepherd")
+			if onReady != nil {
+				onReady()
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	logger.Info("Worker stopped")
+	return nil
+}
+
+func hostPort(o client.Options) string {
+	if o.HostPort == "" {
+		return client.DefaultHostPort
+	}
+	return o.HostPort
+}
+
+func namespace(o client.Options) string {
+	if o.Namespace == "" {
+		return client.DefaultNamespace
+	}
+	return o.Namespace
+}

@@ -1,0 +1,159 @@
+// Package worker runs a Shepherd worker: it checks the namespace is ready for releases, registers the
+// workflows and activities (through the same functions the replay tests use) and polls the task queue
+// until its context ends, then stops gracefully.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers/exec"
+	"github.com/shepherd-release/shepherd/workflows"
+)
+
+// Config configures a worker.
+type Config struct {
+	// Namespace the client is connected to; used in start-up checks and messages. Default "default".
+	Namespace string
+	// TaskQueue to poll; default workflows.TaskQueue.
+	TaskQueue string
+	// StateDir holds the step ledger that makes side effects happen once per release; default
+	// DefaultStateDir().
+	StateDir string
+	// Activities overrides the activity dependencies (tests); default NewActivities(StateDir).
+	Activities *activities.Activities
+	// SkipChecks skips the namespace and search-attribute checks (tests against the test server only).
+	SkipChecks bool
+	// OnReady is called once the worker polls; optional.
+	OnReady func()
+}
+
+// DefaultStateDir is $XDG_STATE_HOME/shepherd, or ~/.local/state/shepherd.
+func DefaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "shepherd")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "shepherd-state")
+	}
+	return filepath.Join(home, ".local", "state", "shepherd")
+}
+
+// Targets is the registry of deploy targets a worker serves, by spec target type. The local target and
+// real metrics provider are added by the caller (cmd/shepherd) so this package stays provider-neutral.
+func Targets() map[string]activities.Target {
+	return map[string]activities.Target{"exec": exec.Target{}}
+}
+
+// Run checks the namespace, then polls until ctx ends, then stops gracefully (in-flight activities get
+// their context cancelled; their retries run on another worker).
+func Run(ctx context.Context, c client.Client, cfg Config) error {
+	if cfg.TaskQueue == "" {
+		cfg.TaskQueue = workflows.TaskQueue
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = client.DefaultNamespace
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir()
+	}
+	if !cfg.SkipChecks {
+		if err := CheckNamespace(ctx, c, cfg.Namespace); err != nil {
+			return err
+		}
+	}
+	a := cfg.Activities
+	if a == nil {
+		a = &activities.Activities{Targets: Targets()}
+	}
+	if a.Ledger == nil {
+		a.Ledger = activities.FileLedger{Dir: filepath.Join(cfg.StateDir, "ledger")}
+	}
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{})
+	workflows.RegisterWorkflows(w)
+	workflows.RegisterActivities(w, a)
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("starting the worker on task queue %q: %w", cfg.TaskQueue, err)
+	}
+	if cfg.OnReady != nil {
+		cfg.OnReady()
+	}
+	<-ctx.Done()
+	w.Stop()
+	return nil
+}
+
+// CheckNamespace verifies that the namespace exists and knows every custom search attribute the Release
+// workflow upserts; an unknown attribute would otherwise stall every release silently.
+func CheckNamespace(ctx context.Context, c client.Client, namespace string) error {
+	if _, err := c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace}); err != nil {
+		return fmt.Errorf("namespace %q is not usable: %w\n  create it with: temporal operator namespace create --namespace %s", namespace, err, namespace)
+	}
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("listing search attributes of namespace %q: %w", namespace, err)
+	}
+	return missingAttributes(namespace, resp.GetCustomAttributes())
+}
+
+// MissingAttributesError lists the search attributes a namespace lacks, with the command that adds them.
+type MissingAttributesError struct {
+	Namespace string
+	Missing   []string
+	Command   string
+}
+
+func (e *MissingAttributesError) Error() string {
+	return fmt.Sprintf("namespace %q lacks the search attributes %s that releases record their state in; "+
+		"without them every release would stall. Create them with:\n  %s\n(the dev server takes them at start: temporal server start-dev %s)",
+		e.Namespace, strings.Join(e.Missing, ", "), e.Command, DevServerFlags())
+}
+
+func missingAttributes(namespace string, have map[string]enumspb.IndexedValueType) error {
+	var missing, args []string
+	var wrongType []string
+	for _, sa := range workflows.SearchAttributes {
+		t, ok := have[sa.Name]
+		if !ok {
+			missing = append(missing, sa.Name)
+			args = append(args, "--name", sa.Name, "--type", sa.Type)
+			continue
+		}
+		if got := strings.TrimPrefix(t.String(), "INDEXED_VALUE_TYPE_"); !strings.EqualFold(got, sa.Type) {
+			wrongType = append(wrongType, fmt.Sprintf("%s is %s, want %s", sa.Name, got, sa.Type))
+		}
+	}
+	if len(wrongType) > 0 {
+		sort.Strings(wrongType)
+		return errors.New("search attributes of the wrong type in namespace " + namespace + ": " + strings.Join(wrongType, "; "))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &MissingAttributesError{
+		Namespace: namespace, Missing: missing,
+		Command: "temporal operator search-attribute create --namespace " + namespace + " " + strings.Join(args, " "),
+	}
+}
+
+// DevServerFlags are the `temporal server start-dev` flags that register every search attribute.
+func DevServerFlags() string {
+	var parts []string
+	for _, sa := range workflows.SearchAttributes {
+		parts = append(parts, "--search-attribute "+sa.Name+"="+sa.Type)
+	}
+	return strings.Join(parts, " ")
+}
