@@ -93,9 +93,13 @@ func TestValidate(t *testing.T) {
 		{"percent must increase", func(r *Release) {
 			r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 100, Soak: DefaultSoak}}
 		}, []string{"stages[2].percent: must be greater than stages[1].percent (25)"}},
-		{"percent range", func(r *Release) { r.Stages = []Stage{{Percent: 0, Soak: DefaultSoak}, {Percent: 101, Soak: DefaultSoak}} },
+		{"percent range", func(r *Release) {
+			r.Stages = []Stage{{Percent: 0, Soak: DefaultSoak}, {Percent: 101, Soak: DefaultSoak}}
+		},
 			[]string{"stages[0].percent: must be in (0, 100], got 0", "stages[1].percent: must be in (0, 100], got 101"}},
-		{"must end at 100", func(r *Release) { r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 50, Soak: DefaultSoak}} },
+		{"must end at 100", func(r *Release) {
+			r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 50, Soak: DefaultSoak}}
+		},
 			[]string{"stages[1].percent: the last stage must be 100, got 50"}},
 		{"positive soak and interval", func(r *Release) { r.Stages[0].Soak = -1; r.Analysis.Interval = 0 },
 			[]string{"stages[0].soak: must be positive", "analysis.interval: must be positive"}},

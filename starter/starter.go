@@ -47,9 +47,9 @@ func Start(ctx context.Context, c client.Client, s spec.Release) (Started, error
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// Without this the SDK quietly hands back the running release as if it were the new one.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		StaticSummary:            fmt.Sprintf("Release %s %s → %s", d.Service, d.Environment, d.Version),
-		StaticDetails:            PlanMarkdown(d),
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:                            fmt.Sprintf("Release %s %s → %s", d.Service, d.Environment, d.Version),
+		StaticDetails:                            PlanMarkdown(d),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.AttrService.ValueSet(d.Service),
 			workflows.AttrEnvironment.ValueSet(d.Environment),

@@ -39,7 +39,9 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-func withHint(code int, err error, hint string) error { return &exitError{code: code, err: err, hint: hint} }
+func withHint(code int, err error, hint string) error {
+	return &exitError{code: code, err: err, hint: hint}
+}
 
 // globals are the flags every command shares.
 type globals struct {
