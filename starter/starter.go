@@ -76,7 +76,7 @@ func activeError(ctx context.Context, c client.Client, d spec.Release, runID str
 	if st, err := Status(ctx, c, d.Service, d.Environment, ""); err == nil {
 		what = fmt.Sprintf("version %s, %s", st.Version, describePhase(st))
 	}
-	return fmt.Errorf("%w for %s in %s (workflow %s, %s); wait for it to end, or abort it: shepherd abort %s --env %s --reason ...",
+	return fmt.Errorf("%w for %s in %s (workflow %s, %s); wait for it to end, or abort it: shepherd abort %s --env %s --reason REASON",
 		ErrAlreadyActive, d.Service, d.Environment, id, what, d.Service, d.Environment)
 }
 
