@@ -17,7 +17,9 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
+	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/worker"
 )
 
@@ -67,8 +69,13 @@ func newActivities() *activities.Activities {
 	}
 }
 
-// workerTargets is every deploy target this build serves.
-var workerTargets = worker.Targets
+// workerTargets is every deploy target this build serves: those of the worker library plus the local
+// demo fleet.
+func workerTargets() map[string]activities.Target {
+	t := worker.Targets()
+	t[spec.TargetLocal] = &local.Target{}
+	return t
+}
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	var f workerFlags

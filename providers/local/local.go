@@ -1,0 +1,228 @@
+// Package local is the "local" deploy target: it drives the local demo fleet controller (package fleet)
+// through its admin API, so a release can really deploy, shift traffic, promote and roll back on one
+// machine.
+package local
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// ErrPermanent is in the chain of every error that retrying cannot fix: the controller answered 4xx (bad
+// request, unknown service, conflicting state). It is activities.ErrPermanent, so the activity layer fails
+// the step without retrying; transport errors and 5xx answers do not wrap it and are retried.
+var ErrPermanent = activities.ErrPermanent
+
+// Default timeouts for one call to the controller.
+const (
+	// DefaultTimeout bounds traffic, promote, rollback, health and state calls.
+	DefaultTimeout = 10 * time.Second
+	// DefaultDeployTimeout bounds deploy and bootstrap, which wait until the new instance answers its
+	// health check (the controller gives up after fleet.DefaultHealthTimeout).
+	DefaultDeployTimeout = 60 * time.Second
+)
+
+// Target implements activities.Target against the fleet controller at cfg.Local.Controller (default
+// spec.DefaultLocalController). The zero value is ready to use. Every call is idempotent on the
+// controller's side, as activities.Target requires.
+type Target struct {
+	// Client sends the requests; default a plain http.Client (each call is bounded by a timeout below).
+	Client *http.Client
+	// Timeout bounds each call except deploy and bootstrap; default 10s.
+	Timeout time.Duration
+	// DeployTimeout bounds deploy and bootstrap; default 60s.
+	DeployTimeout time.Duration
+}
+
+var _ activities.Target = (*Target)(nil)
+
+// ControllerError is an error answer from the controller. For 4xx answers other than 408 and 429 it
+// unwraps to ErrPermanent.
+type ControllerError struct {
+	// Op is the step, e.g. "deploy checkout v2".
+	Op string
+	// Method and URL of the request.
+	Method, URL string
+	// Status is the HTTP status code.
+	Status int
+	// Message is the controller's {"error": ...} text, or the start of a non-JSON body.
+	Message string
+}
+
+// Error says which step failed, which request, and what the controller said.
+func (e *ControllerError) Error() string {
+	return fmt.Sprintf("local target: %s: %s %s: %d %s: %s", e.Op, e.Method, e.URL, e.Status, http.StatusText(e.Status), e.Message)
+}
+
+// Unwrap returns ErrPermanent when retrying the same request cannot succeed.
+func (e *ControllerError) Unwrap() error {
+	if e.Permanent() {
+		return ErrPermanent
+	}
+	return nil
+}
+
+// Permanent reports whether the answer is a client error that a retry would only repeat.
+func (e *ControllerError) Permanent() bool {
+	return e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
+}
+
+// Deploy starts data.Version beside the stable version at 0 % traffic and waits until it is healthy.
+func (t *Target) Deploy(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	return t.do(ctx, cfg, op("deploy", data), http.MethodPost, data.Service, "deploy", "",
+		fleet.VersionRequest{Version: data.Version}, nil, t.deployTimeout())
+}
+
+// Health returns nil only when the controller reports data.Version (the canary) healthy.
+func (t *Target) Health(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	var h fleet.HealthState
+	q := url.Values{"version": {data.Version}}.Encode()
+	if err := t.do(ctx, cfg, op("health", data), http.MethodGet, data.Service, "health", q, nil, &h, t.timeout()); err != nil {
+		return err
+	}
+	if !h.Healthy || h.Version != data.Version {
+		return fmt.Errorf("local target: %s: controller at %s answered 200 without reporting %s healthy (%+v)",
+			op("health", data), controllerURL(cfg), data.Version, h)
+	}
+	return nil
+}
+
+// SetTraffic sends data.Percent % of the service's traffic to data.Version.
+func (t *Target) SetTraffic(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	return t.do(ctx, cfg, fmt.Sprintf("traffic %s %s %d%%", data.Service, data.Version, data.Percent), http.MethodPost,
+		data.Service, "traffic", "", fleet.TrafficRequest{Version: data.Version, Percent: data.Percent}, nil, t.timeout())
+}
+
+// Promote makes data.Version the stable version; the old one is retired after the controller's grace.
+func (t *Target) Promote(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	return t.do(ctx, cfg, op("promote", data), http.MethodPost, data.Service, "promote", "",
+		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
+}
+
+// Rollback stops the canary data.Version; a version that is not deployed is not an error.
+func (t *Target) Rollback(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	return t.do(ctx, cfg, op("rollback", data), http.MethodPost, data.Service, "rollback", "",
+		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
+}
+
+// Preflight checks, without changing anything, that the controller answers and that the service can take
+// data.Version as its canary: it has a stable version, data.Version is not it, and no other canary runs.
+func (t *Target) Preflight(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+	st, err := t.State(ctx, cfg, data.Service)
+	if err != nil {
+		return err
+	}
+	what := op("preflight", data)
+	switch {
+	case st.Stable == data.Version:
+		return fmt.Errorf("local target: %s: %s is already the stable version of %s: %w", what, data.Version, data.Service, ErrPermanent)
+	case st.Canary != "" && st.Canary != data.Version:
+		return fmt.Errorf("local target: %s: %s already has canary %s at %d%%: promote or roll it back first: %w",
+			what, data.Service, st.Canary, st.Weight, ErrPermanent)
+	}
+	return nil
+}
+
+// Bootstrap starts the first stable version of a service on the fleet (the demo's set-up step; releases
+// then go through Deploy, SetTraffic and Promote). It is a no-op when version is already stable.
+func (t *Target) Bootstrap(ctx context.Context, cfg spec.Target, service, version string) error {
+	return t.do(ctx, cfg, "bootstrap "+service+" "+version, http.MethodPost, service, "bootstrap", "",
+		fleet.VersionRequest{Version: version}, nil, t.deployTimeout())
+}
+
+// State returns the controller's view of a service.
+func (t *Target) State(ctx context.Context, cfg spec.Target, service string) (fleet.ServiceState, error) {
+	var st fleet.ServiceState
+	err := t.do(ctx, cfg, "state "+service, http.MethodGet, service, "", "", nil, &st, t.timeout())
+	return st, err
+}
+
+func op(what string, data spec.TemplateData) string {
+	return what + " " + data.Service + " " + data.Version
+}
+
+func (t *Target) timeout() time.Duration       { return cmp.Or(t.Timeout, DefaultTimeout) }
+func (t *Target) deployTimeout() time.Duration { return cmp.Or(t.DeployTimeout, DefaultDeployTimeout) }
+
+// controllerURL is the controller's base URL without a trailing slash.
+func controllerURL(cfg spec.Target) string {
+	base := spec.DefaultLocalController
+	if cfg.Local != nil && cfg.Local.Controller != "" {
+		base = cfg.Local.Controller
+	}
+	return strings.TrimRight(base, "/")
+}
+
+// do sends one request to /v1/services/{service}[/{action}] and decodes a 200 answer into out (if set).
+func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service, action, query string, in, out any,
+	timeout time.Duration) error {
+	if service == "" {
+		return fmt.Errorf("local target: %s: no service name: %w", what, ErrPermanent)
+	}
+	u := controllerURL(cfg) + "/v1/services/" + url.PathEscape(service)
+	if action != "" {
+		u += "/" + action
+	}
+	if query != "" {
+		u += "?" + query
+	}
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("local target: %s: encode request: %w", what, err)
+		}
+		body = bytes.NewReader(data)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("local target: %s: %v (check target.local.controller): %w", what, err, ErrPermanent)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	client := t.Client
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("local target: %s: %s %s: %w (is the fleet controller running at %s?)", what, method, u, err,
+			controllerURL(cfg))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("local target: %s: %s %s: read answer: %w", what, method, u, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e fleet.ErrorResponse
+		msg := strings.TrimSpace(string(data))
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			msg = e.Error
+		} else if len(msg) > 300 {
+			msg = msg[:300] + "…"
+		}
+		return &ControllerError{Op: what, Method: method, URL: u, Status: resp.StatusCode, Message: msg}
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("local target: %s: %s %s: answer is not the fleet controller's JSON: %w", what, method, u, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,295 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+var demoBinary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "local-target-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	demoBinary = filepath.Join(dir, "demo-service")
+	out, err := exec.Command("go", "build", "-o", demoBinary, "github.com/shepherd-release/shepherd/cmd/demo-service").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build demo-service: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startController runs a real fleet controller and returns the target config pointing at it.
+func startController(t *testing.T, profiles map[string]fleet.Profile) spec.Target {
+	t.Helper()
+	ready := make(chan fleet.Endpoints, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- fleet.Run(ctx, fleet.Config{
+			Listen: "127.0.0.1:0", ProxyListen: "127.0.0.1:0", ServiceBinary: demoBinary, StateDir: t.TempDir(),
+			LoadRPS: -1, Grace: 200 * time.Millisecond, Profiles: profiles, HealthTimeout: 5 * time.Second,
+			Logger: slog.New(slog.DiscardHandler), OnReady: func(e fleet.Endpoints) { ready <- e },
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("fleet.Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("fleet.Run did not return within 30s")
+		}
+	})
+	select {
+	case e := <-ready:
+		return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: e.Admin + "/"}}
+	case err := <-done:
+		t.Fatalf("fleet.Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("controller not ready within 30s")
+	}
+	return spec.Target{}
+}
+
+func data(service, version string, percent int) spec.TemplateData {
+	return spec.TemplateData{Service: service, Version: version, Percent: percent, Environment: "production"}
+}
+
+func TestReleaseAgainstController(t *testing.T) {
+	cfg := startController(t, nil)
+	ctx := t.Context()
+	var tg Target
+
+	if err := tg.Preflight(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) ||
+		!strings.Contains(err.Error(), "bootstrap") || !strings.Contains(err.Error(), "/v1/services/checkout") {
+		t.Fatalf("preflight before bootstrap: %v", err)
+	}
+	if err := tg.Deploy(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "bootstrap") {
+		t.Fatalf("deploy before bootstrap: %v", err)
+	}
+	for range 2 {
+		if err := tg.Bootstrap(ctx, cfg, "checkout", "v1"); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+	}
+	if err := tg.Preflight(ctx, cfg, data("checkout", "v1", 0)); !errors.Is(err, ErrPermanent) {
+		t.Errorf("preflight of the stable version: %v", err)
+	}
+	if err := tg.Preflight(ctx, cfg, data("checkout", "v2", 0)); err != nil {
+		t.Fatalf("preflight: %v", err)
+	}
+
+	// Every step twice: the activity layer may retry any of them.
+	steps := []struct {
+		name string
+		fn   func() error
+	}{
+		{"deploy", func() error { return tg.Deploy(ctx, cfg, data("checkout", "v2", 0)) }},
+		{"health", func() error { return tg.Health(ctx, cfg, data("checkout", "v2", 0)) }},
+		{"traffic 25", func() error { return tg.SetTraffic(ctx, cfg, data("checkout", "v2", 25)) }},
+		{"traffic 100", func() error { return tg.SetTraffic(ctx, cfg, data("checkout", "v2", 100)) }},
+		{"promote", func() error { return tg.Promote(ctx, cfg, data("checkout", "v2", 100)) }},
+	}
+	for _, s := range steps {
+		for i := range 2 {
+			if err := s.fn(); err != nil {
+				t.Fatalf("%s (call %d): %v", s.name, i+1, err)
+			}
+		}
+	}
+	st, err := tg.State(ctx, cfg, "checkout")
+	if err != nil || st.Stable != "v2" || st.Canary != "" {
+		t.Fatalf("state after promote: %+v %v", st, err)
+	}
+
+	// A bad release: deploy v3, shift traffic, roll back (traffic 0 first, as the workflow does).
+	if err := tg.Deploy(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Preflight(ctx, cfg, data("checkout", "v4", 0)); !errors.Is(err, ErrPermanent) ||
+		!strings.Contains(err.Error(), "canary v3") {
+		t.Errorf("preflight with another canary: %v", err)
+	}
+	if err := tg.SetTraffic(ctx, cfg, data("checkout", "v3", 5)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := tg.SetTraffic(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+			t.Fatalf("traffic 0: %v", err)
+		}
+		if err := tg.Rollback(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+			t.Fatalf("rollback: %v", err)
+		}
+	}
+	if st, err := tg.State(ctx, cfg, "checkout"); err != nil || st.Stable != "v2" || st.Canary != "" {
+		t.Fatalf("state after rollback: %+v %v", st, err)
+	}
+
+	// Conflicts are permanent and say what the controller said, and where.
+	err = tg.Health(ctx, cfg, data("checkout", "v3", 0))
+	var ce *ControllerError
+	if !errors.Is(err, ErrPermanent) || !errors.As(err, &ce) || ce.Status != http.StatusNotFound ||
+		!strings.Contains(err.Error(), "not deployed") || !strings.Contains(err.Error(), "/v1/services/checkout/health?version=v3") {
+		t.Errorf("health of a rolled-back version: %v", err)
+	}
+	if err := tg.Rollback(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "stable") {
+		t.Errorf("rollback of the stable version: %v", err)
+	}
+}
+
+func TestHealthOfFailingCanary(t *testing.T) {
+	cfg := startController(t, nil)
+	ctx := t.Context()
+	var tg Target
+	if err := tg.Bootstrap(ctx, cfg, "pay", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.Deploy(ctx, cfg, data("pay", "v2", 0)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := tg.State(ctx, cfg, "pay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range st.Instances {
+		if i.Version == "v2" {
+			p, err := os.FindProcess(i.PID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = p.Kill()
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err = tg.Health(ctx, cfg, data("pay", "v2", 0))
+		if err != nil && errors.Is(err, ErrPermanent) {
+			t.Fatalf("health of a dying canary is permanent: %v", err)
+		}
+		// Until the process is reaped the controller may only see its port fail; then it says why.
+		if err != nil && strings.Contains(err.Error(), "not running") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err == nil || errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "503") ||
+		!strings.Contains(err.Error(), "not running") {
+		t.Errorf("health of a dead canary: %v (want a retryable 503 saying why)", err)
+	}
+}
+
+// fakeController answers every request with status and body.
+func fakeController(t *testing.T, status int, body string) spec.Target {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: srv.URL}}
+}
+
+func TestErrorClassification(t *testing.T) {
+	ctx := t.Context()
+	var tg Target
+	for _, tc := range []struct {
+		status    int
+		body      string
+		permanent bool
+		says      string
+	}{
+		{400, `{"error": "bad version"}`, true, "bad version"},
+		{409, `{"error": "already has canary v2"}`, true, "already has canary v2"},
+		{404, `<html>not here</html>`, true, "<html>not here</html>"},
+		{429, `{"error": "slow down"}`, false, "slow down"},
+		{500, `{"error": "record fleet state: disk full"}`, false, "disk full"},
+		{503, `{"healthy": false, "error": "did not answer /healthz"}`, false, "did not answer /healthz"},
+	} {
+		cfg := fakeController(t, tc.status, tc.body)
+		err := tg.Deploy(ctx, cfg, data("checkout", "v2", 0))
+		if err == nil {
+			t.Errorf("%d: no error", tc.status)
+			continue
+		}
+		if got := errors.Is(err, ErrPermanent); got != tc.permanent {
+			t.Errorf("%d: permanent = %v, want %v (%v)", tc.status, got, tc.permanent, err)
+		}
+		for _, want := range []string{tc.says, cfg.Local.Controller + "/v1/services/checkout/deploy", "deploy checkout v2"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%d: %q lacks %q", tc.status, err, want)
+			}
+		}
+	}
+
+	// 200 without "healthy": true is not healthy.
+	cfg := fakeController(t, 200, `{"service": "checkout", "version": "v2", "healthy": false}`)
+	if err := tg.Health(ctx, cfg, data("checkout", "v2", 0)); err == nil {
+		t.Error("health accepted healthy=false")
+	}
+	cfg = fakeController(t, 200, `{"service": "checkout", "version": "v2", "healthy": true}`)
+	if err := tg.Health(ctx, cfg, data("checkout", "v2", 0)); err != nil {
+		t.Errorf("healthy answer: %v", err)
+	}
+}
+
+func TestTransportErrorsAreRetryable(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	cfg := spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: url}}
+	err := (&Target{}).Promote(t.Context(), cfg, data("checkout", "v2", 0))
+	if err == nil || errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), url+"/v1/services/checkout/promote") ||
+		!strings.Contains(err.Error(), "is the fleet controller running") {
+		t.Errorf("connection refused: %v", err)
+	}
+
+	hang := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+	defer close(hang)
+	cfg.Local.Controller = slow.URL
+	start := time.Now()
+	err = (&Target{Timeout: 100 * time.Millisecond}).SetTraffic(t.Context(), cfg, data("checkout", "v2", 5))
+	if err == nil || errors.Is(err, ErrPermanent) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hanging controller: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("timeout of 100ms took %v", took)
+	}
+}
+
+func TestDefaultController(t *testing.T) {
+	if got := controllerURL(spec.Target{Type: spec.TargetLocal}); got != spec.DefaultLocalController {
+		t.Errorf("default controller %q", got)
+	}
+	if err := (&Target{}).Deploy(t.Context(), spec.Target{}, data("", "v2", 0)); !errors.Is(err, ErrPermanent) {
+		t.Errorf("empty service: %v", err)
+	}
+}
