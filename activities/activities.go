@@ -41,6 +41,8 @@ type Activities struct {
 	Ledger Ledger
 	// IsPermanent reports provider errors that must not be retried, beyond those wrapping ErrPermanent.
 	IsPermanent func(error) bool
+	// ReportDir is where release reports and post-mortem records are archived.
+	ReportDir string
 }
 
 // StepInput identifies one side effect on the target.

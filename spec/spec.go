@@ -56,6 +56,14 @@ type Release struct {
 	Stages []Stage `json:"stages,omitempty"`
 	// Analysis configures the SLO checks run during each soak.
 	Analysis Analysis `json:"analysis,omitempty"`
+	// Prechecks run before anything changes; any failure rejects the release.
+	Prechecks []Precheck `json:"prechecks,omitempty"`
+	// Flags are feature flags that follow the release.
+	Flags *Flags `json:"flags,omitempty"`
+	// Notifications are the stakeholder channels.
+	Notifications []Notification `json:"notifications,omitempty"`
+	// Tag tags the release in git when it succeeds.
+	Tag *Tag `json:"tag,omitempty"`
 }
 
 // Target selects and configures the deploy target.

@@ -57,6 +57,7 @@ func (r Release) Validate() error {
 	validateTarget(&p, r.Target)
 	validateStages(&p, r.Stages)
 	validateAnalysis(&p, r.Analysis, r.PreviousVersion)
+	validateLifecycle(&p, r)
 	if len(p) == 0 {
 		return nil
 	}
@@ -224,5 +225,68 @@ func checkTemplate(p *problems, path, tmpl string) {
 	}
 	if _, err := template.New(path).Option("missingkey=error").Parse(tmpl); err != nil {
 		p.add(path, "template does not parse: %v", err)
+	}
+}
+
+// validateLifecycle checks the structure of the lifecycle sections; the providers' own rules are applied
+// by activities.ValidateSpec.
+func validateLifecycle(p *problems, r Release) {
+	names := map[string]int{}
+	for i, c := range r.Prechecks {
+		path := fmt.Sprintf("prechecks[%d]", i)
+		if c.Name == "" {
+			p.add(path+".name", "required")
+		} else if j, dup := names[c.Name]; dup {
+			p.add(path+".name", "%q already names prechecks[%d]", c.Name, j)
+		} else {
+			names[c.Name] = i
+		}
+		kinds := 0
+		for _, set := range []bool{c.HTTP != nil, c.Exec != nil, c.Prometheus != nil, c.Signoff != nil} {
+			if set {
+				kinds++
+			}
+		}
+		if kinds != 1 {
+			p.add(path, "give exactly one of http, exec, prometheus or signoff")
+		}
+		if q := c.Prometheus; q != nil {
+			if strings.TrimSpace(q.Query) == "" {
+				p.add(path+".prometheus.query", "required")
+			}
+			checkTemplate(p, path+".prometheus.query", q.Query)
+			if q.Max == nil && q.Min == nil {
+				p.add(path+".prometheus", "needs max or min")
+			}
+			if r.Analysis.Disabled {
+				p.add(path+".prometheus", "needs analysis.prometheus, but analysis is disabled")
+			}
+		}
+		if s := c.Signoff; s != nil {
+			if !nameRE.MatchString(s.Role) {
+				p.add(path+".signoff.role", "%q must be a lowercase name such as \"qa\"", s.Role)
+			}
+			if s.Timeout < 0 {
+				p.add(path+".signoff.timeout", "must not be negative")
+			}
+		}
+	}
+	if f := r.Flags; f != nil {
+		if len(f.Names) == 0 {
+			p.add("flags.names", "at least one flag name is required")
+		}
+		for i, n := range f.Names {
+			if strings.TrimSpace(n) == "" {
+				p.add(fmt.Sprintf("flags.names[%d]", i), "must not be empty")
+			}
+		}
+		if len(f.Schedule) > 0 && len(f.Schedule) != len(r.Stages) {
+			p.add("flags.schedule", "has %d entries for %d stages", len(f.Schedule), len(r.Stages))
+		}
+		for i, v := range f.Schedule {
+			if v < 0 || v > 100 {
+				p.add(fmt.Sprintf("flags.schedule[%d]", i), "must be in [0, 100], got %d", v)
+			}
+		}
 	}
 }

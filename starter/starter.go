@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/workflows"
@@ -37,7 +38,7 @@ type Started struct {
 // environment is refused with an error naming the active one.
 func Start(ctx context.Context, c client.Client, s spec.Release) (Started, error) {
 	d := s.WithDefaults()
-	if err := d.Validate(); err != nil {
+	if err := activities.ValidateSpec(d); err != nil {
 		return Started{}, err
 	}
 	id := spec.WorkflowID(d.Service, d.Environment)

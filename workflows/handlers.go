@@ -20,6 +20,8 @@ type ControlRequest struct {
 	// Stage, when set, is the 1-based stage number the request is meant for; a request for another stage
 	// is rejected, so a late approval never approves the wrong stage.
 	Stage int `json:"stage,omitempty"`
+	// Role is the approver's role, required by sign-off gates (prechecks[].signoff.role).
+	Role string `json:"role,omitempty"`
 }
 
 func (c ControlRequest) text() string {
@@ -109,7 +111,10 @@ func (r *release) check(name string, req ControlRequest) error {
 			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval", phase, r.stageName())
 		}
 		if r.approval != nil {
-			return fmt.Errorf("stage %d was already approved by %s", r.status.Stage.Number, r.approval.By)
+			return fmt.Errorf("already approved by %s", r.approval.By)
+		}
+		if r.signoffRole != "" && req.Role != r.signoffRole {
+			return fmt.Errorf("the release waits for sign-off by role %q; approve with \"role\": %q (got %q)", r.signoffRole, r.signoffRole, req.Role)
 		}
 	case Abort:
 		if r.abortReq != nil || phase == record.PhaseRollingBack {
@@ -138,7 +143,12 @@ func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) s
 	switch name {
 	case Approve:
 		r.approval = &req
-		msg = fmt.Sprintf("stage %d approved by %s", r.status.Stage.Number, req.By)
+		msg = "approved by " + req.By
+		if r.signoffRole != "" {
+			msg = fmt.Sprintf("sign-off as %s by %s", r.signoffRole, req.By)
+		} else if r.status.Stage != nil {
+			msg = fmt.Sprintf("stage %d approved by %s", r.status.Stage.Number, req.By)
+		}
 		// The approval decision itself is logged by the gate with its wait time.
 		return msg
 	case Abort:

@@ -99,28 +99,31 @@ func healthy(check string, _, _ int) (float64, error) {
 // harness runs the Release workflow in Temporal's time-skipping test environment with the real
 // activities over a fake target and fake metrics.
 type harness struct {
-	t       *testing.T
-	env     *testsuite.TestWorkflowEnvironment
-	target  *fakeTarget
-	metrics *fakeMetrics
-	start   time.Time
-	spec    spec.Release
-	updates int
+	t         *testing.T
+	env       *testsuite.TestWorkflowEnvironment
+	target    *fakeTarget
+	metrics   *fakeMetrics
+	start     time.Time
+	spec      spec.Release
+	updates   int
+	reportDir string
+	// workflowID overrides the release's own workflow ID.
+	workflowID string
 }
 
 func newHarness(t *testing.T, s spec.Release) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))))
 	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), spec: s,
-		target: &fakeTarget{failures: map[string]error{}}, metrics: &fakeMetrics{value: healthy}}
+		target: &fakeTarget{failures: map[string]error{}}, metrics: &fakeMetrics{value: healthy},
+		reportDir: t.TempDir()}
 	RegisterWorkflows(h.env)
 	RegisterActivities(h.env, &activities.Activities{
-		Targets: map[string]activities.Target{"exec": h.target},
-		Metrics: h.metrics.factory,
-		Ledger:  activities.FileLedger{Dir: t.TempDir()},
+		Targets:   map[string]activities.Target{"exec": h.target},
+		Metrics:   h.metrics.factory,
+		Ledger:    activities.FileLedger{Dir: t.TempDir()},
+		ReportDir: h.reportDir,
 	})
-	d := s.WithDefaults()
-	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec.WorkflowID(d.Service, d.Environment)})
 	h.env.SetTestTimeout(30 * time.Second)
 	h.start = h.env.Now()
 	return h
@@ -192,6 +195,12 @@ func (h *harness) status() record.Status {
 
 // run executes the workflow to its end and returns the result and error.
 func (h *harness) run() (record.Result, error) {
+	id := h.workflowID
+	if id == "" {
+		d := h.spec.WithDefaults()
+		id = spec.WorkflowID(d.Service, d.Environment)
+	}
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
 	h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	var res record.Result

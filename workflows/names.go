@@ -29,6 +29,11 @@ const (
 	ActivityPromote    = "Promote"
 	ActivityRollback   = "RemoveCanary"
 	ActivityMeasure    = "Measure"
+	ActivityPrecheck   = "Precheck"
+	ActivitySetFlags   = "SetFlags"
+	ActivityNotify     = "Notify"
+	ActivityTag        = "TagRelease"
+	ActivityArchive    = "ArchiveReport"
 )
 
 // Custom search attributes the workflow upserts. The server must know them before a release starts

@@ -24,6 +24,11 @@ func RegisterActivities(r worker.ActivityRegistry, a *activities.Activities) {
 		ActivityPromote:    a.Promote,
 		ActivityRollback:   a.RemoveCanary,
 		ActivityMeasure:    a.Measure,
+		ActivityPrecheck:   a.Precheck,
+		ActivitySetFlags:   a.SetFlags,
+		ActivityNotify:     a.Notify,
+		ActivityTag:        a.TagRelease,
+		ActivityArchive:    a.ArchiveReport,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -53,6 +54,11 @@ type release struct {
 	approval   *ControlRequest
 	saga       saga
 	checks     *analysisState
+	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
+	signoffRole string
+	// notifications counts notifications still being delivered.
+	notifications  int
+	rollbackFailed bool
 
 	// published* is what the search attributes last said, to upsert only changes.
 	published        bool
@@ -104,26 +110,44 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
 	}
 	r.publish(ctx)
+	r.notify(ctx, eventStarted, fmt.Sprintf("%d stages, at least %s of soak", len(r.spec.Stages), r.spec.TotalSoak()), nil)
 
 	err := r.forward(r.fwdCtx)
 	if err == nil {
 		r.finish(ctx, record.PhaseSucceeded, fmt.Sprintf("%s %s promoted in %s", r.spec.Service, r.spec.Version, r.spec.Environment))
+		r.afterwards(ctx, nil)
 		return r.status, nil
+	}
+	var pf errPrecheckFailed
+	if errors.As(err, &pf) && r.abortReq == nil && ctx.Err() == nil {
+		r.finish(ctx, record.PhaseFailed, "rejected before any change: "+pf.reason)
+		r.afterwards(ctx, nil)
+		return r.status, temporal.NewNonRetryableApplicationError(r.status.Reason, ErrTypePrecheckFailed, nil, r.status)
 	}
 
 	cancelled := ctx.Err() != nil
 	reason := r.rollbackReason(err, cancelled)
+	var evidence []record.Measurement
+	var af errAnalysisFailed
+	if errors.As(err, &af) {
+		evidence = r.status.Latest
+		r.notify(ctx, eventAnalysisFailed, reason, evidence)
+	}
 	rbErr := r.rollback(ctx, reason)
 	switch {
 	case rbErr != nil:
 		msg := fmt.Sprintf("rollback failed after %s: %v; finish it by hand (see docs/runbooks.md)", reason, rbErr)
+		r.rollbackFailed = true
 		r.finish(ctx, record.PhaseFailed, msg)
+		r.afterwards(ctx, evidence)
 		return r.status, temporal.NewNonRetryableApplicationError(msg, ErrTypeRollbackFailed, rbErr, r.status)
 	case cancelled:
 		r.finish(ctx, record.PhaseRolledBack, reason)
+		r.afterwards(ctx, evidence)
 		return r.status, temporal.NewCanceledError(r.status)
 	default:
 		r.finish(ctx, record.PhaseRolledBack, reason)
+		r.afterwards(ctx, evidence)
 		return r.status, nil
 	}
 }
@@ -131,7 +155,7 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 // validate runs the spec validation (the same as the CLI's and the starter's) and checks the workflow ID
 // that enforces one active release per service and environment.
 func (r *release) validate(ctx workflow.Context) error {
-	if err := r.spec.Validate(); err != nil {
+	if err := activities.ValidateSpec(r.spec); err != nil {
 		return err
 	}
 	want := spec.WorkflowID(r.spec.Service, r.spec.Environment)
@@ -149,10 +173,13 @@ func (r *release) forward(ctx workflow.Context) error {
 		return err
 	}
 	r.decide(ctx, record.KindCheck, "", "preflight passed: target %s is ready", r.spec.Target.Type)
+	if err := r.runPrechecks(ctx); err != nil {
+		return err
+	}
 
 	r.setPhase(ctx, record.PhaseDeploying, "deploying %s beside the stable version at 0%% traffic", r.spec.Version)
 	// The canary's removal is registered before deploy runs: a deploy aborted half-way still gets cleaned up.
-	r.saga.push(compensation{name: "remove canary", activity: ActivityRollback, step: "rollback"})
+	r.saga.push(compensation{name: "remove canary", activity: ActivityRollback, input: r.stepInput("rollback", 0)})
 	if err := r.execStep(ctx, ActivityDeploy, "deploy", "Deploy "+r.spec.Version+" beside stable at 0%", 0); err != nil {
 		return err
 	}
@@ -161,6 +188,9 @@ func (r *release) forward(ctx workflow.Context) error {
 		return err
 	}
 	r.decide(ctx, record.KindCheck, "", "%s is healthy", r.spec.Version)
+	if err := r.setFlags(ctx, 0, "created off at deploy"); err != nil {
+		return err
+	}
 
 	for i := range r.spec.Stages {
 		if err := r.runStage(ctx, i); err != nil {
@@ -174,6 +204,10 @@ func (r *release) forward(ctx workflow.Context) error {
 	}
 	r.saga.clear()
 	r.decide(ctx, record.KindStep, "", "promoted %s to stable", r.spec.Version)
+	if err := r.setFlags(ctx, 100, "fully on at promote"); err != nil {
+		// The version is stable already; flags lagging behind is reported, not rolled back.
+		r.decide(ctx, record.KindNotice, "", "turning flags fully on failed after promotion: %s", describeError(err))
+	}
 	return nil
 }
 

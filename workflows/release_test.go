@@ -53,7 +53,8 @@ func TestInvalidSpecIsRejectedAndNothingRuns(t *testing.T) {
 
 func TestWrongWorkflowIDIsRejected(t *testing.T) {
 	h := newHarness(t, baseSpec())
-	h.spec.Service = "payments" // started under checkout's ID: a second release would not be refused
+	h.spec.Service = "payments"
+	h.workflowID = "release:checkout:production" // payments under checkout's ID: a second release would not be refused
 	_, err := h.run()
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)

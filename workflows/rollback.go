@@ -6,7 +6,6 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 )
 
@@ -14,8 +13,9 @@ import (
 type compensation struct {
 	name     string
 	activity string
-	step     string
-	percent  int
+	input    any
+	// restoresTraffic marks the step that puts all traffic back on stable.
+	restoresTraffic bool
 }
 
 // saga is the stack of compensations registered by forward steps.
@@ -57,15 +57,14 @@ func (r *release) rollback(ctx workflow.Context, reason string) error {
 			RetryPolicy:         rollbackRetry,
 			Summary:             "Rollback: " + c.name,
 		})
-		var res activities.StepResult
-		err := workflow.ExecuteActivity(actx, c.activity, r.stepInput(c.step, c.percent)).Get(actx, &res)
+		err := workflow.ExecuteActivity(actx, c.activity, c.input).Get(actx, nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s", c.name, describeError(err)))
 			r.decide(dctx, record.KindRollback, "", "rollback step %q FAILED after retries: %s", c.name, describeError(err))
 			continue
 		}
-		if c.activity == ActivitySetTraffic {
-			r.status.TrafficPercent = c.percent
+		if c.restoresTraffic {
+			r.status.TrafficPercent = 0
 			r.status.TrafficRestoredAfter = elapsed(decidedAt, workflow.Now(dctx))
 			r.publish(dctx)
 		}

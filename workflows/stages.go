@@ -30,6 +30,12 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 	if err := r.setTraffic(ctx, st.Percent); err != nil {
 		return err
 	}
+	if r.spec.Flags != nil {
+		if err := r.setFlags(ctx, r.flagPercent(i), fmt.Sprintf("stage %d", i+1)); err != nil {
+			return err
+		}
+	}
+	r.notify(ctx, eventStageEntered, fmt.Sprintf("stage %d/%d: %d%% of traffic", i+1, len(r.spec.Stages), st.Percent), nil)
 	if err := r.soak(ctx, st); err != nil {
 		return err
 	}
@@ -43,7 +49,8 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 // back to stable, so a shift aborted half-way is undone too.
 func (r *release) setTraffic(ctx workflow.Context, percent int) error {
 	if !r.saga.has("traffic to stable") {
-		r.saga.push(compensation{name: "traffic to stable", activity: ActivitySetTraffic, step: "rollback-traffic", percent: 0})
+		r.saga.push(compensation{name: "traffic to stable", activity: ActivitySetTraffic,
+			input: r.stepInput("rollback-traffic", 0), restoresTraffic: true})
 	}
 	step := fmt.Sprintf("traffic:%d:%d", r.status.Stage.Number, percent)
 	if err := r.execStep(ctx, ActivitySetTraffic, step, fmt.Sprintf("Traffic: %d%% to %s", percent, r.spec.Version), percent); err != nil {
@@ -60,6 +67,7 @@ func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	n := r.status.Stage.Number
 	r.approval = nil
 	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
+	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent), nil)
 	waitStart := workflow.Now(ctx)
 	got := func() bool { return r.approval != nil }
 	if st.ApprovalTimeout > 0 {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
@@ -36,7 +37,7 @@ func readSpec(path string) (spec.Release, error) {
 		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
 	}
 	d := r.WithDefaults()
-	if err := d.Validate(); err != nil {
+	if err := activities.ValidateSpec(d); err != nil {
 		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
 	}
 	return d, nil
@@ -287,9 +288,11 @@ func outcomeError(st record.Status) error {
 }
 
 var controlHelp = map[string]struct{ short, long, example string }{
-	workflows.Approve: {"Approve the stage that is awaiting approval",
-		"Approve the stage gate the release waits at. --stage guards against approving the wrong stage.",
-		`  shepherd approve checkout --stage 3 --comment "dashboards look fine"`},
+	workflows.Approve: {"Approve the stage (or sign-off) that is awaiting approval",
+		"Approve the gate the release waits at. --stage guards against approving the wrong stage;\n" +
+			"a pre-release sign-off gate needs --role with the role it names.",
+		`  shepherd approve checkout --stage 3 --comment "dashboards look fine"
+  shepherd approve checkout --role qa --comment "regression suite green"`},
 	workflows.Abort: {"Abort the release and roll it back",
 		"Abort in any phase: traffic goes back to stable at once, then the canary is removed.",
 		`  shepherd abort checkout --reason "error budget burning"`},
@@ -338,6 +341,9 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the decision log)")
 	cmd.Flags().StringVar(&req.Comment, "comment", "", "a comment (recorded in the decision log)")
 	cmd.Flags().IntVar(&req.Stage, "stage", 0, "only if the release is at this stage number (1-based)")
+	if name == workflows.Approve {
+		cmd.Flags().StringVar(&req.Role, "role", "", "your role, for sign-off gates (prechecks[].signoff.role), e.g. qa")
+	}
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -28,12 +29,14 @@ type workerFlags struct {
 	logFormat string
 	logLevel  string
 	stateDir  string
+	reportDir string
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "json", `log format: "json" or "console"`)
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "directory of the step ledger (side effects once per release)")
+	cmd.Flags().StringVar(&f.reportDir, "report-dir", defaultReportDir(), "where release reports and post-mortem records are archived")
 }
 
 // newLogger builds the zap logger behind the SDK's structured-logger interface.
@@ -62,11 +65,20 @@ func (f *workerFlags) newLogger() (sdklog.Logger, func(), error) {
 }
 
 // newActivities wires the real providers.
-func newActivities() *activities.Activities {
+func newActivities(reportDir string) *activities.Activities {
 	return &activities.Activities{
-		Targets: workerTargets(),
-		Metrics: prometheus.New,
+		Targets:   workerTargets(),
+		Metrics:   prometheus.New,
+		ReportDir: reportDir,
 	}
+}
+
+// defaultReportDir is $SHEPHERD_REPORT_DIR, or reports/ in the default state directory.
+func defaultReportDir() string {
+	if d := os.Getenv("SHEPHERD_REPORT_DIR"); d != "" {
+		return d
+	}
+	return filepath.Join(worker.DefaultStateDir(), "reports")
 }
 
 // workerTargets is every deploy target this build serves: those of the worker library plus the local
@@ -117,11 +129,11 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 			"start a local stack with `make dev`, or point TEMPORAL_ADDRESS at your server")
 	}
 	defer c.Close()
-	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir)
+	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir, "reportDir", f.reportDir)
 	err = worker.Run(ctx, c, worker.Config{
 		Namespace:  namespace(opts),
 		StateDir:   f.stateDir,
-		Activities: newActivities(),
+		Activities: newActivities(f.reportDir),
 		OnReady: func() {
 			logger.Info("Worker polling", "taskQueue", "shepherd")
 			if onReady != nil {
