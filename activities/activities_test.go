@@ -27,12 +27,18 @@ func (c *countingTarget) do(name string) error {
 	c.calls[name]++
 	return c.err
 }
-func (c *countingTarget) Deploy(context.Context, spec.Target, spec.TemplateData) error { return c.do("deploy") }
-func (c *countingTarget) Health(context.Context, spec.Target, spec.TemplateData) error { return c.do("health") }
+func (c *countingTarget) Deploy(context.Context, spec.Target, spec.TemplateData) error {
+	return c.do("deploy")
+}
+func (c *countingTarget) Health(context.Context, spec.Target, spec.TemplateData) error {
+	return c.do("health")
+}
 func (c *countingTarget) SetTraffic(context.Context, spec.Target, spec.TemplateData) error {
 	return c.do("traffic")
 }
-func (c *countingTarget) Promote(context.Context, spec.Target, spec.TemplateData) error { return c.do("promote") }
+func (c *countingTarget) Promote(context.Context, spec.Target, spec.TemplateData) error {
+	return c.do("promote")
+}
 func (c *countingTarget) Rollback(context.Context, spec.Target, spec.TemplateData) error {
 	return c.do("rollback")
 }
