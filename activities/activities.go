@@ -43,6 +43,8 @@ type Activities struct {
 	IsPermanent func(error) bool
 	// ReportDir is where release reports and post-mortem records are archived.
 	ReportDir string
+	// Observer, when set, receives release events for engine metrics.
+	Observer Observer
 }
 
 // StepInput identifies one side effect on the target.
@@ -191,11 +193,15 @@ func (a *Activities) Preflight(ctx context.Context, in StepInput) (StepResult, e
 	if err != nil {
 		return StepResult{}, err
 	}
-	p, ok := t.(Preflighter)
-	if !ok {
-		return StepResult{}, nil
-	}
 	start := time.Now()
-	err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Preflight(ctx, in.Target, in.Data) })
-	return StepResult{Took: time.Since(start)}, a.classify("preflight", in, err)
+	if p, ok := t.(Preflighter); ok {
+		err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Preflight(ctx, in.Target, in.Data) })
+		if err != nil {
+			return StepResult{Took: time.Since(start)}, a.classify("preflight", in, err)
+		}
+	}
+	if a.Observer != nil {
+		a.once(ctx, in.ReleaseID+"/observed-start", func() { a.Observer.ReleaseStarted(in.Data.Service, in.Data.Environment) })
+	}
+	return StepResult{Took: time.Since(start)}, nil
 }

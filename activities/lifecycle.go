@@ -310,6 +310,10 @@ type ArchiveResult struct {
 // ArchiveReport writes the release report (JSON and Markdown, plus a post-mortem record when the release
 // rolled back or needed a person) into the worker's report directory. Rewriting is idempotent.
 func (a *Activities) ArchiveReport(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
+	// The engine metrics hear of the end here: this activity runs once at the end of every release.
+	if a.Observer != nil {
+		a.once(ctx, in.Result.ReleaseID+"/observed-end", func() { a.Observer.ReleaseEnded(in.Result) })
+	}
 	if a.ReportDir == "" {
 		return ArchiveResult{}, temporal.NewNonRetryableApplicationError(
 			"this worker has no report directory configured (shepherd worker --report-dir)", ErrTypePermanent, nil)

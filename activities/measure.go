@@ -72,6 +72,10 @@ func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResul
 			}
 		}
 		out.Measurements[i] = meas
+		if a.Observer != nil {
+			verdict, _ := record.Assess(meas)
+			a.Observer.Measured(in.Data.Service, in.Data.Environment, verdict)
+		}
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, i)
 		}

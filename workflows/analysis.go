@@ -2,58 +2,12 @@ package workflows
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
-
-// assess judges one measurement against its thresholds. It is pure: the workflow's decisions replay
-// exactly. Missing data is never a pass.
-func assess(m record.Measurement) (record.Verdict, string) {
-	if m.Error != "" {
-		return record.Inconclusive, "no usable value: " + m.Error
-	}
-	if m.Value == nil {
-		return record.Inconclusive, "no value"
-	}
-	v := *m.Value
-	if m.Max != nil && v > *m.Max {
-		return record.Fail, fmt.Sprintf("%s > max %s", num(v), num(*m.Max))
-	}
-	if m.Min != nil && v < *m.Min {
-		return record.Fail, fmt.Sprintf("%s < min %s", num(v), num(*m.Min))
-	}
-	if m.BaselineMaxRelativeIncrease > 0 {
-		if m.Baseline == nil {
-			return record.Inconclusive, "no baseline value"
-		}
-		limit := *m.Baseline * (1 + m.BaselineMaxRelativeIncrease)
-		if v > limit {
-			return record.Fail, fmt.Sprintf("%s > baseline %s + %s%% = %s", num(v), num(*m.Baseline),
-				num(m.BaselineMaxRelativeIncrease*100), num(limit))
-		}
-	}
-	return record.Pass, passReason(m)
-}
-
-func passReason(m record.Measurement) string {
-	var parts []string
-	if m.Max != nil {
-		parts = append(parts, fmt.Sprintf("%s <= max %s", num(*m.Value), num(*m.Max)))
-	}
-	if m.Min != nil {
-		parts = append(parts, fmt.Sprintf("%s >= min %s", num(*m.Value), num(*m.Min)))
-	}
-	if m.Baseline != nil {
-		parts = append(parts, fmt.Sprintf("within %s%% of baseline %s", num(m.BaselineMaxRelativeIncrease*100), num(*m.Baseline)))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func num(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
 
 // analysisState counts consecutive failed and inconclusive measurements per check within a stage.
 type analysisState struct {

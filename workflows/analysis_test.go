@@ -9,36 +9,6 @@ import (
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-func f(v float64) *float64 { return &v }
-
-func TestAssess(t *testing.T) {
-	cases := []struct {
-		name    string
-		m       record.Measurement
-		verdict record.Verdict
-		reason  string
-	}{
-		{"under max", record.Measurement{Value: f(0.004), Max: f(0.01)}, record.Pass, "0.004 <= max 0.01"},
-		{"at max", record.Measurement{Value: f(0.01), Max: f(0.01)}, record.Pass, "0.01 <= max 0.01"},
-		{"over max", record.Measurement{Value: f(0.052), Max: f(0.01)}, record.Fail, "0.052 > max 0.01"},
-		{"under min", record.Measurement{Value: f(0.2), Min: f(0.5)}, record.Fail, "0.2 < min 0.5"},
-		{"in band", record.Measurement{Value: f(0.7), Min: f(0.5), Max: f(1)}, record.Pass, "0.7 <= max 1, 0.7 >= min 0.5"},
-		{"provider error", record.Measurement{Error: "connection refused", Max: f(1)}, record.Inconclusive, "no usable value: connection refused"},
-		{"no value", record.Measurement{Max: f(1)}, record.Inconclusive, "no value"},
-		{"within baseline", record.Measurement{Value: f(0.11), Baseline: f(0.1), BaselineMaxRelativeIncrease: 0.2}, record.Pass, "within 20% of baseline 0.1"},
-		{"worse than baseline", record.Measurement{Value: f(0.13), Baseline: f(0.1), BaselineMaxRelativeIncrease: 0.2}, record.Fail, "0.13 > baseline 0.1 + 20% = 0.12"},
-		{"baseline missing", record.Measurement{Value: f(0.13), BaselineMaxRelativeIncrease: 0.2}, record.Inconclusive, "no baseline value"},
-		{"max fails before baseline", record.Measurement{Value: f(2), Max: f(1), Baseline: f(1.9), BaselineMaxRelativeIncrease: 0.2}, record.Fail, "2 > max 1"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			v, reason := assess(tc.m)
-			assert.Equal(t, tc.verdict, v)
-			assert.Equal(t, tc.reason, reason)
-		})
-	}
-}
-
 func TestAnalysisStateLimits(t *testing.T) {
 	round := func(verdicts ...record.Verdict) []record.Measurement {
 		names := []string{"error-rate", "p99-latency"}

@@ -88,19 +88,19 @@ func valueText(m record.Measurement) string {
 	if m.Value == nil {
 		return "no data"
 	}
-	return num(*m.Value)
+	return record.Num(*m.Value)
 }
 
 func thresholdText(m record.Measurement) string {
 	var parts []string
 	if m.Max != nil {
-		parts = append(parts, "≤ "+num(*m.Max))
+		parts = append(parts, "≤ "+record.Num(*m.Max))
 	}
 	if m.Min != nil {
-		parts = append(parts, "≥ "+num(*m.Min))
+		parts = append(parts, "≥ "+record.Num(*m.Min))
 	}
 	if m.BaselineMaxRelativeIncrease > 0 {
-		parts = append(parts, fmt.Sprintf("≤ baseline +%s%%", num(m.BaselineMaxRelativeIncrease*100)))
+		parts = append(parts, fmt.Sprintf("≤ baseline +%s%%", record.Num(m.BaselineMaxRelativeIncrease*100)))
 	}
 	return strings.Join(parts, ", ")
 }

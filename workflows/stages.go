@@ -222,7 +222,7 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 		res.Measurements = unavailable(a.Checks, r.status.Stage.Number, workflow.Now(ctx), describeError(err))
 	}
 	for i := range res.Measurements {
-		res.Measurements[i].Verdict, res.Measurements[i].Reason = assess(res.Measurements[i])
+		res.Measurements[i].Verdict, res.Measurements[i].Reason = record.Assess(res.Measurements[i])
 	}
 	r.status.Latest = res.Measurements
 	overall, reason := r.checks.observe(res.Measurements)

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -18,18 +21,22 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/observe"
 	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
+	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/starter"
 	"github.com/shepherd-release/shepherd/worker"
 )
 
 // workerFlags configure `shepherd worker` (and the worker inside `shepherd dev`).
 type workerFlags struct {
-	logFormat string
-	logLevel  string
-	stateDir  string
-	reportDir string
+	logFormat   string
+	logLevel    string
+	stateDir    string
+	reportDir   string
+	metricsAddr string
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -37,6 +44,8 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "directory of the step ledger (side effects once per release)")
 	cmd.Flags().StringVar(&f.reportDir, "report-dir", defaultReportDir(), "where release reports and post-mortem records are archived")
+	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", envOr("SHEPHERD_METRICS_ADDR", "127.0.0.1:9464"),
+		`serve /metrics, /healthz and /readyz here ("off" disables)`)
 }
 
 // newLogger builds the zap logger behind the SDK's structured-logger interface.
@@ -71,6 +80,13 @@ func newActivities(reportDir string) *activities.Activities {
 		Metrics:   prometheus.New,
 		ReportDir: reportDir,
 	}
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // defaultReportDir is $SHEPHERD_REPORT_DIR, or reports/ in the default state directory.
@@ -116,36 +132,94 @@ gracefully on SIGINT/SIGTERM. Run several for availability; a release survives a
 	return cmd
 }
 
-// runWorker dials with the user's Temporal configuration and runs the worker until ctx ends.
+// runWorker dials with the user's Temporal configuration and runs the worker, its /metrics endpoint and
+// the active-release scan until ctx ends.
 func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady func()) error {
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return fmt.Errorf("reading Temporal client configuration: %w", err)
 	}
+	tel, err := worker.NewTelemetry()
+	if err != nil {
+		return err
+	}
 	opts.Logger = logger
+	opts.MetricsHandler = tel.SDK
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return withHint(ExitError, fmt.Errorf("cannot reach Temporal at %s: %w", hostPort(opts), err),
 			"start a local stack with `make dev`, or point TEMPORAL_ADDRESS at your server")
 	}
 	defer c.Close()
-	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir, "reportDir", f.reportDir)
+	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir,
+		"reportDir", f.reportDir, "metricsAddr", f.metricsAddr)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var polling atomic.Bool
+	errs := make(chan error, 2)
+	if f.metricsAddr != "off" && f.metricsAddr != "" {
+		srv := &observe.Server{Addr: f.metricsAddr, Gatherer: tel.Registry,
+			Ready: observe.AllReady(
+				func(ctx context.Context) error {
+					if !polling.Load() {
+						return errors.New("not polling the task queue yet")
+					}
+					return nil
+				},
+				func(ctx context.Context) error {
+					_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+					return err
+				}),
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		go func() { errs <- srv.Run(ctx) }()
+		go func() {
+			_ = tel.Engine.RunScanner(ctx, 15*time.Second, func(ctx context.Context) ([]observe.ActiveRelease, error) {
+				return activeReleases(ctx, c)
+			})
+		}()
+	}
+	acts := newActivities(f.reportDir)
+	acts.Observer = tel.Observer()
 	err = worker.Run(ctx, c, worker.Config{
 		Namespace:  namespace(opts),
 		StateDir:   f.stateDir,
-		Activities: newActivities(f.reportDir),
+		Activities: acts,
 		OnReady: func() {
+			polling.Store(true)
 			logger.Info("Worker polling", "taskQueue", "shepherd")
 			if onReady != nil {
 				onReady()
 			}
 		},
 	})
+	cancel()
 	if err != nil {
 		return err
 	}
+	select {
+	case err := <-errs:
+		if err != nil {
+			return fmt.Errorf("metrics endpoint on %s: %w", f.metricsAddr, err)
+		}
+	case <-time.After(5 * time.Second):
+	}
 	logger.Info("Worker stopped")
 	return nil
+}
+
+// activeReleases lists running releases for the live gauges.
+func activeReleases(ctx context.Context, c client.Client) ([]observe.ActiveRelease, error) {
+	rows, err := starter.List(ctx, c, "ExecutionStatus = 'Running'", 1000)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]observe.ActiveRelease, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, observe.ActiveRelease{Service: r.Service, Environment: r.Environment,
+			Phase: record.Phase(r.Phase), TrafficPercent: int(r.TrafficPercent)})
+	}
+	return out, nil
 }
 
 func hostPort(o client.Options) string {
