@@ -51,7 +51,9 @@ func (t *Telemetry) Observer() activities.Observer { return engineObserver{t.Eng
 
 type engineObserver struct{ m *observe.EngineMetrics }
 
-func (o engineObserver) ReleaseStarted(service, environment string) { o.m.ReleaseStarted(service, environment) }
+func (o engineObserver) ReleaseStarted(service, environment string) {
+	o.m.ReleaseStarted(service, environment)
+}
 
 func (o engineObserver) Measured(service, environment string, v record.Verdict) {
 	o.m.ObserveMeasurement(service, environment, v)
