@@ -37,6 +37,7 @@ type workerFlags struct {
 	stateDir    string
 	reportDir   string
 	metricsAddr string
+	tracing     string
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
@@ -46,6 +47,8 @@ func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.reportDir, "report-dir", defaultReportDir(), "where release reports and post-mortem records are archived")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", envOr("SHEPHERD_METRICS_ADDR", "127.0.0.1:9464"),
 		`serve /metrics, /healthz and /readyz here ("off" disables)`)
+	cmd.Flags().StringVar(&f.tracing, "tracing", envOr("SHEPHERD_TRACING", worker.TracingOff),
+		`OpenTelemetry tracing of workflows and activities: "off", "otlp" (OTEL_EXPORTER_OTLP_* settings) or "stdout"`)
 }
 
 // newLogger builds the zap logger behind the SDK's structured-logger interface.
@@ -145,6 +148,14 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 	}
 	opts.Logger = logger
 	opts.MetricsHandler = tel.SDK
+	tracer, flush, err := worker.NewTracing(ctx, f.tracing)
+	if err != nil {
+		return withHint(ExitUsage, err, "--tracing takes off, otlp or stdout")
+	}
+	defer func() { _ = flush(context.Background()) }()
+	if tracer != nil {
+		opts.Interceptors = append(opts.Interceptors, tracer)
+	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return withHint(ExitError, fmt.Errorf("cannot reach Temporal at %s: %w", hostPort(opts), err),
