@@ -237,6 +237,9 @@ func PlanMarkdown(d spec.Release) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s** %s: %s → **%s** on target `%s`\n\n", d.Service, d.Environment,
 		orUnknown(d.PreviousVersion), d.Version, d.Target.Type)
+	if d.Description != "" {
+		b.WriteString(d.Description + "\n\n")
+	}
 	b.WriteString("| Stage | Traffic | Soak | Approval |\n|---|---|---|---|\n")
 	for i, s := range d.Stages {
 		approval := ""

@@ -1,0 +1,60 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func run(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestValidateExample(t *testing.T) {
+	code, out, _ := run(t, "validate", "-f", "../../examples/release-exec.yaml")
+	require.Equal(t, ExitOK, code)
+	assert.Contains(t, out, "is valid: workflow ID release:checkout:staging")
+	assert.Contains(t, out, "| 2 | 50% | 5s | required (10m0s, then abort) |")
+
+	code, out, _ = run(t, "validate", "-f", "../../examples/release-exec.yaml", "-o", "json")
+	require.Equal(t, ExitOK, code)
+	var spec map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &spec))
+	assert.Equal(t, "staging", spec["environment"])
+}
+
+func TestInvalidSpecIsAUsageError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("service: checkout\nversion: v2\ntarget: {type: kubernetes}\nstages: [{percent: 50}]\n"), 0o644))
+	code, _, errOut := run(t, "validate", "-f", path)
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, `target.type: unknown target type "kubernetes"`)
+	assert.Contains(t, errOut, "stages[0].percent: the last stage must be 100, got 50")
+	assert.Contains(t, errOut, "hint: docs/spec.md lists every key")
+
+	code, _, errOut = run(t, "validate")
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, "no spec file given")
+}
+
+func TestServiceArgumentIsRequired(t *testing.T) {
+	code, _, errOut := run(t, "status")
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, "name the service")
+}
+
+func TestUnreachableServerGivesAHint(t *testing.T) {
+	t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+	code, _, errOut := run(t, "status", "checkout")
+	assert.Equal(t, ExitError, code)
+	assert.Contains(t, errOut, "hint:")
+}
