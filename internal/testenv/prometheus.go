@@ -229,7 +229,7 @@ func (p *process) waitReady(base string) error {
 	deadline := time.Now().Add(readyTimeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	last := errors.New("no answer yet")
+	var last error
 	for {
 		resp, err := client.Get(base + "/-/ready")
 		if err == nil {
