@@ -257,7 +257,7 @@ func (b *runbook) execRollback() []string {
 	}
 	traffic, remove := templateData(d, 1, 0), templateData(d, 0, 0)
 	var common []string
-	for _, kv := range exec.Env(traffic) {
+	for _, kv := range traffic.Env() {
 		k, v, _ := strings.Cut(kv, "=")
 		if k == "SHEPHERD_PERCENT" || k == "SHEPHERD_STAGE" {
 			continue

@@ -4,6 +4,7 @@
 package spec
 
 import (
+	"strconv"
 	"time"
 )
 
@@ -185,6 +186,19 @@ type TemplateData struct {
 	Percent         int
 	Stage           int
 	ReleaseID       string
+}
+
+// Env is the SHEPHERD_* environment every command Shepherd runs gets (exec target, exec prechecks).
+func (d TemplateData) Env() []string {
+	return []string{
+		"SHEPHERD_SERVICE=" + d.Service,
+		"SHEPHERD_ENVIRONMENT=" + d.Environment,
+		"SHEPHERD_VERSION=" + d.Version,
+		"SHEPHERD_PREVIOUS_VERSION=" + d.PreviousVersion,
+		"SHEPHERD_PERCENT=" + strconv.Itoa(d.Percent),
+		"SHEPHERD_STAGE=" + strconv.Itoa(d.Stage),
+		"SHEPHERD_RELEASE_ID=" + d.ReleaseID,
+	}
 }
 
 // Default SLO checks, following the documented metric conventions

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/template"
@@ -116,19 +115,6 @@ func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, err
 	return b.String(), nil
 }
 
-// Env returns the SHEPHERD_* variables for a step.
-func Env(d spec.TemplateData) []string {
-	return []string{
-		"SHEPHERD_SERVICE=" + d.Service,
-		"SHEPHERD_ENVIRONMENT=" + d.Environment,
-		"SHEPHERD_VERSION=" + d.Version,
-		"SHEPHERD_PREVIOUS_VERSION=" + d.PreviousVersion,
-		"SHEPHERD_PERCENT=" + strconv.Itoa(d.Percent),
-		"SHEPHERD_STAGE=" + strconv.Itoa(d.Stage),
-		"SHEPHERD_RELEASE_ID=" + d.ReleaseID,
-	}
-}
-
 func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.TemplateData) error {
 	if cfg.Exec == nil {
 		return fmt.Errorf("target.exec is missing: %w", activities.ErrPermanent)
@@ -150,7 +136,7 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 	for k, v := range cfg.Exec.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	cmd.Env = append(cmd.Env, Env(d)...)
+	cmd.Env = append(cmd.Env, d.Env()...)
 	// Own process group, killed as a whole on timeout or cancellation; and killed if the worker dies, so
 	// a retry on another worker never races a half-finished command.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
@@ -94,7 +93,7 @@ func (c ExecCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), Env(data)...)
+	cmd.Env = append(os.Environ(), data.Env()...)
 	stdout, stderr := &capped{max: maxOutput}, &capped{max: maxOutput, tail: true}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	killGroup(cmd)
@@ -128,19 +127,6 @@ func (c ExecCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 		return "exit status 0", nil
 	}
 	return out, nil
-}
-
-// Env is the SHEPHERD_* environment a command gets, the same variables the exec target sets.
-func Env(d spec.TemplateData) []string {
-	return []string{
-		"SHEPHERD_SERVICE=" + d.Service,
-		"SHEPHERD_ENVIRONMENT=" + d.Environment,
-		"SHEPHERD_VERSION=" + d.Version,
-		"SHEPHERD_PREVIOUS_VERSION=" + d.PreviousVersion,
-		"SHEPHERD_PERCENT=" + strconv.Itoa(d.Percent),
-		"SHEPHERD_STAGE=" + strconv.Itoa(d.Stage),
-		"SHEPHERD_RELEASE_ID=" + d.ReleaseID,
-	}
 }
 
 func lastLine(s string) string {
