@@ -31,14 +31,38 @@ func Parse(data []byte) (Release, error) {
 		return r, errors.New("spec must be a mapping of keys (service, version, target, ...)")
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
 		return Release{}, explainDecodeError(err)
+	}
+	if r.decodeErr != nil {
+		return Release{}, r.decodeErr
 	}
 	if dec.More() {
 		return Release{}, errors.New("spec holds more than one document")
 	}
 	return r, nil
+}
+
+// UnmarshalJSON decodes a spec strictly without failing: an unknown key or a value of the wrong type is
+// kept as a problem that Validate reports. A spec sent by the raw Temporal CLI is decoded by the SDK,
+// which would otherwise drop a misspelt key silently (and a decoding error would stall the workflow task
+// instead of rejecting the release).
+func (r *Release) UnmarshalJSON(b []byte) error {
+	type plain Release
+	var p plain
+	lenientErr := json.Unmarshal(b, &p)
+	*r = Release(p)
+	if lenientErr != nil {
+		r.decodeErr = explainDecodeError(lenientErr)
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var strict plain
+	if err := dec.Decode(&strict); err != nil {
+		r.decodeErr = explainDecodeError(err)
+	}
+	return nil
 }
 
 // explainDecodeError turns encoding/json's messages into ones that name the field the way the spec

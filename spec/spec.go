@@ -65,6 +65,10 @@ type Release struct {
 	Notifications []Notification `json:"notifications,omitempty"`
 	// Tag tags the release in git when it succeeds.
 	Tag *Tag `json:"tag,omitempty"`
+
+	// decodeErr remembers what was wrong with the JSON this spec was decoded from (an unknown key, a
+	// value of the wrong type), so Validate rejects it however the spec arrived.
+	decodeErr error
 }
 
 // Target selects and configures the deploy target.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -166,4 +167,20 @@ func FuzzParse(f *testing.F) {
 		assert.Equal(t, d.Service, back.Service)
 		assert.Equal(t, len(d.Stages), len(back.Stages))
 	})
+}
+
+// The SDK decodes a raw Temporal CLI input with encoding/json; a misspelt key must still be rejected.
+func TestUnknownKeysAreCaughtOutsideParseToo(t *testing.T) {
+	var r Release
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"},
+		"stages":[{"percent":100,"aproval":true}]}`), &r))
+	err := r.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `spec: unknown key "aproval"`)
+
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"},"stages":"all"}`), &r))
+	assert.ErrorContains(t, r.WithDefaults().Validate(), "stages: want a list, got string")
+
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"}}`), &r))
+	assert.NoError(t, r.WithDefaults().Validate(), "a clean decode leaves no problem behind")
 }

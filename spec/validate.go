@@ -44,6 +44,9 @@ func (p *problems) add(path, format string, args ...any) {
 // It is deterministic, so the CLI, the starter and the workflow all run exactly the same checks.
 func (r Release) Validate() error {
 	var p problems
+	if r.decodeErr != nil {
+		p.add("spec", "%v", r.decodeErr)
+	}
 	checkName(&p, "service", r.Service)
 	checkName(&p, "environment", r.Environment)
 	if r.Version == "" {

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/shepherd-release/shepherd/activities"
@@ -399,4 +400,21 @@ func containsAll(msgs []string, sub string) bool {
 		}
 	}
 	return false
+}
+
+func TestMisspeltKeyFromARawStartIsRejected(t *testing.T) {
+	h := newHarness(t, baseSpec())
+	h.workflowID = "release:checkout:production"
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: h.workflowID})
+	h.env.ExecuteWorkflow(ReleaseWorkflow, map[string]any{
+		"service": "checkout", "version": "v2",
+		"target": map[string]any{"type": "exec", "exec": map[string]any{"deploy": "d", "traffic": "t", "promote": "p", "rollback": "r"}},
+		"stages": []any{map[string]any{"percent": 100, "soke": "1m"}},
+	})
+	require.True(t, h.env.IsWorkflowCompleted())
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &appErr)
+	assert.Equal(t, ErrTypeInvalidSpec, appErr.Type())
+	assert.Contains(t, appErr.Message(), `unknown key "soke"`)
+	assert.Empty(t, h.target.Calls())
 }

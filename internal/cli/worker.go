@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -168,8 +169,15 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var polling atomic.Bool
-	errs := make(chan error, 2)
+	var served chan error // nil when the endpoint is off
 	if f.metricsAddr != "off" && f.metricsAddr != "" {
+		// Bind before polling: a taken port is an error now, not a surprise at shutdown.
+		ln, err := net.Listen("tcp", f.metricsAddr)
+		if err != nil {
+			return withHint(ExitError, fmt.Errorf("metrics endpoint on %s: %w", f.metricsAddr, err),
+				"another worker on this host? give each its own --metrics-addr, or --metrics-addr off")
+		}
+		served = make(chan error, 1)
 		srv := &observe.Server{Addr: f.metricsAddr, Gatherer: tel.Registry,
 			Ready: observe.AllReady(
 				func(ctx context.Context) error {
@@ -183,7 +191,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 					return err
 				}),
 			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-		go func() { errs <- srv.Run(ctx) }()
+		go func() { served <- srv.Serve(ctx, ln) }()
 		go func() {
 			_ = tel.Engine.RunScanner(ctx, 15*time.Second, func(ctx context.Context) ([]observe.ActiveRelease, error) {
 				return activeReleases(ctx, c)
@@ -208,12 +216,10 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 	if err != nil {
 		return err
 	}
-	select {
-	case err := <-errs:
-		if err != nil {
+	if served != nil {
+		if err := <-served; err != nil {
 			return fmt.Errorf("metrics endpoint on %s: %w", f.metricsAddr, err)
 		}
-	case <-time.After(5 * time.Second):
 	}
 	logger.Info("Worker stopped")
 	return nil

@@ -1,0 +1,15 @@
+// Package e2e holds Shepherd's end-to-end tests: a real Temporal dev server, the real `shepherd` binary
+// run as worker processes and as a CLI, the real Temporal CLI, and releases on the exec target whose
+// commands append to a log file the tests read. Nothing here is imported by production code.
+//
+// Run them with
+//
+//	SHEPHERD_REQUIRE_E2E=1 go test ./e2e/ -count=1
+//
+// and re-record the histories the replay tests in workflows/ read with
+//
+//	go test ./e2e/ -count=1 -record
+//
+// Without the Temporal CLI binary (`make tools` builds it) the tests skip, or fail when
+// SHEPHERD_REQUIRE_E2E=1.
+package e2e
