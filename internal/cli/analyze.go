@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -72,7 +71,7 @@ Exit codes: 0 every check passed, 3 at least one check failed (a release would r
 			if cmd.Flags().Changed("previous-version") {
 				d.PreviousVersion = previous
 			}
-			if err := d.Validate(); err != nil {
+			if err := activities.ValidateSpec(d); err != nil {
 				return withHint(ExitUsage, err, "check --version and --previous-version")
 			}
 			if d.Analysis.Disabled {
@@ -117,7 +116,7 @@ func analyzeTimeout(d spec.Release) time.Duration {
 }
 
 // Analyze measures every check of d (a spec with defaults) once against its Prometheus, through the same
-// activity code a release uses, and judges each measurement with the release's rules.
+// activity code a release uses, and judges each measurement with the release's own rules (record.Assess).
 func Analyze(ctx context.Context, d spec.Release, percent, stage int) (AnalyzeReport, error) {
 	rep := AnalyzeReport{
 		Service: d.Service, Environment: d.Environment, Version: d.Version, PreviousVersion: d.PreviousVersion,
@@ -145,7 +144,7 @@ func Analyze(ctx context.Context, d spec.Release, percent, stage int) (AnalyzeRe
 	rep.Verdict = record.Pass
 	for i := range rep.Checks {
 		m := &rep.Checks[i]
-		m.Verdict, m.Reason = judge(*m)
+		m.Verdict, m.Reason = record.Assess(*m)
 		switch {
 		case m.Verdict == record.Fail:
 			rep.Verdict = record.Fail
@@ -156,62 +155,21 @@ func Analyze(ctx context.Context, d spec.Release, percent, stage int) (AnalyzeRe
 	return rep, nil
 }
 
-// judge is the verdict of one measurement, by the rules of the release workflow's assess
-// (workflows/analysis.go): no usable value is Inconclusive, never a pass; above max or below min is
-// Fail; with a baseline, above baseline × (1 + maxRelativeIncrease) is Fail, and a missing baseline is
-// Inconclusive.
-func judge(m record.Measurement) (record.Verdict, string) {
-	if m.Error != "" {
-		return record.Inconclusive, "no usable value: " + m.Error
-	}
-	if m.Value == nil {
-		return record.Inconclusive, "no value"
-	}
-	v := *m.Value
-	if m.Max != nil && v > *m.Max {
-		return record.Fail, fmt.Sprintf("%s > max %s", fmtNum(v), fmtNum(*m.Max))
-	}
-	if m.Min != nil && v < *m.Min {
-		return record.Fail, fmt.Sprintf("%s < min %s", fmtNum(v), fmtNum(*m.Min))
-	}
-	var parts []string
-	if m.Max != nil {
-		parts = append(parts, fmt.Sprintf("%s <= max %s", fmtNum(v), fmtNum(*m.Max)))
-	}
-	if m.Min != nil {
-		parts = append(parts, fmt.Sprintf("%s >= min %s", fmtNum(v), fmtNum(*m.Min)))
-	}
-	if m.BaselineMaxRelativeIncrease > 0 {
-		if m.Baseline == nil {
-			return record.Inconclusive, "no baseline value"
-		}
-		limit := *m.Baseline * (1 + m.BaselineMaxRelativeIncrease)
-		if v > limit {
-			return record.Fail, fmt.Sprintf("%s > baseline %s + %s%% = %s", fmtNum(v), fmtNum(*m.Baseline),
-				fmtNum(m.BaselineMaxRelativeIncrease*100), fmtNum(limit))
-		}
-		parts = append(parts, fmt.Sprintf("within %s%% of baseline %s", fmtNum(m.BaselineMaxRelativeIncrease*100), fmtNum(*m.Baseline)))
-	}
-	return record.Pass, strings.Join(parts, ", ")
-}
-
-func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
-
 // thresholdOf describes a measurement's thresholds as the status views do.
 func thresholdOf(m record.Measurement) string {
 	var parts []string
 	if m.Max != nil {
-		parts = append(parts, "<= "+fmtNum(*m.Max))
+		parts = append(parts, "<= "+record.Num(*m.Max))
 	}
 	if m.Min != nil {
-		parts = append(parts, ">= "+fmtNum(*m.Min))
+		parts = append(parts, ">= "+record.Num(*m.Min))
 	}
 	if m.BaselineMaxRelativeIncrease > 0 {
 		b := "baseline"
 		if m.Baseline != nil {
-			b += " " + fmtNum(*m.Baseline)
+			b += " " + record.Num(*m.Baseline)
 		}
-		parts = append(parts, fmt.Sprintf("<= %s +%s%%", b, fmtNum(m.BaselineMaxRelativeIncrease*100)))
+		parts = append(parts, fmt.Sprintf("<= %s +%s%%", b, record.Num(m.BaselineMaxRelativeIncrease*100)))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+func ms(v ...int) []time.Duration {
+	out := make([]time.Duration, len(v))
+	for i, x := range v {
+		out[i] = time.Duration(x) * time.Millisecond
+	}
+	return out
+}
+
+func TestPercentile(t *testing.T) {
+	for _, tc := range []struct {
+		in   []time.Duration
+		p    float64
+		want time.Duration
+	}{
+		{ms(), 0.5, 0},
+		{ms(7), 0.99, 7 * time.Millisecond},
+		{ms(5, 1, 4, 2, 3), 0.5, 3 * time.Millisecond},
+		{ms(1, 2, 3, 4), 0.5, 2 * time.Millisecond},
+		{ms(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), 0.99, 100 * time.Millisecond},
+		{ms(10, 20, 30, 40, 50, 60, 70, 80, 90, 100), 0.9, 90 * time.Millisecond},
+	} {
+		if got := percentile(tc.in, tc.p); got != tc.want {
+			t.Errorf("percentile(%v, %g) = %s, want %s", tc.in, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestAbortSpecIsValid(t *testing.T) {
+	r := abortSpec("/tmp/mark", 3).WithDefaults()
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Target.Exec.Traffic, "-eq 0") || !strings.Contains(r.Target.Exec.Traffic, "/tmp/mark") {
+		t.Errorf("traffic command %q does not mark the 0%% shift", r.Target.Exec.Traffic)
+	}
+}
+
+// TestBenchMarkdownVerdicts: the targets are judged on the numbers, misses reported as misses.
+func TestBenchMarkdownVerdicts(t *testing.T) {
+	t0 := time.Now()
+	rel := func(took time.Duration) DemoRelease {
+		return DemoRelease{Spec: spec.Release{Version: "v3.1"}, BreachOnset: t0, RollbackDecided: t0.Add(took - 100*time.Millisecond),
+			RolledBackAt: t0.Add(took), Result: record.Status{TrafficRestoredAfter: 40 * time.Millisecond}}
+	}
+	res := benchResults{
+		started: t0, finished: t0.Add(time.Minute),
+		abort: ms(30, 31, 32, 90), floor: ms(20, 20, 20, 40), restoredAfter: ms(10, 10, 10, 10),
+		breaches: []DemoRelease{rel(5200 * time.Millisecond), rel(9 * time.Second)},
+		interval: 5 * time.Second, scrape: time.Second, loadRPS: 50,
+	}
+	md := benchMarkdown(res, benchConfig{})
+	for _, want := range []string{
+		"| 4 | 31ms | 90ms | 90ms | p50 ≤ 2 × floor p50 (40ms) | **PASS** |",
+		"p99 ≤ 2 × floor p99 (80ms) | **MISS** |",
+		"≤ 5s + 1s + 2s = 8s | **MISS** (1/2 within) |",
+		"## Machine", "CPUs (nproc)", "## Method", "make bench",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

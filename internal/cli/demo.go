@@ -1,0 +1,892 @@
+package cli
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.uber.org/zap"
+	"go.uber.org/zap/exp/zapslog"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/examples"
+	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/devstack"
+	"github.com/shepherd-release/shepherd/providers/local"
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/starter"
+	"github.com/shepherd-release/shepherd/worker"
+)
+
+func init() { extraCommands = append(extraCommands, newDemoCmd) }
+
+// The demo's service and versions: v1 is bootstrapped as stable, v2 (healthy) is promoted, v3 (about
+// 20 % of requests answered with 500) is rolled back.
+const (
+	DemoService       = "checkout"
+	DemoStableVersion = "v1"
+	DemoGoodVersion   = "v2"
+	DemoBadVersion    = "v3"
+	// DemoBadErrorRate is v3's share of requests answered with 500.
+	DemoBadErrorRate = 0.2
+	// DemoLoadRPS is the demo fleet's load: enough requests that a 10 % canary shows its error rate
+	// within one analysis interval.
+	DemoLoadRPS = 50
+)
+
+// DemoProfiles are the fleet profiles of the demo versions: v1 and v2 healthy, v3 failing
+// DemoBadErrorRate of its requests.
+func DemoProfiles() map[string]fleet.Profile {
+	return map[string]fleet.Profile{
+		DemoBadVersion: {ErrorRate: DemoBadErrorRate, Latency: fleet.DefaultProfile.Latency},
+	}
+}
+
+// DemoOptions configure the local stack `shepherd demo` runs on. Zero ports pick free ones.
+type DemoOptions struct {
+	// StateDir holds the Temporal database (kept between runs, so earlier demos stay browsable in the
+	// UI), logs, the fleet's state and Prometheus's data (both reset at every start).
+	StateDir string
+	// TemporalPort is the Temporal frontend port; 0 picks a free one.
+	TemporalPort int
+	// UIPort is the Temporal web UI port; 0 picks a free one, -1 runs without the UI.
+	UIPort int
+	// PrometheusPort is Prometheus's HTTP port; 0 picks a free one.
+	PrometheusPort int
+	// FleetListen and ProxyListen are the fleet controller's admin API and proxy addresses; default
+	// 127.0.0.1:0.
+	FleetListen, ProxyListen string
+	// ServiceBinary is the demo-service executable; required.
+	ServiceBinary string
+	// InMemory keeps Temporal's state in memory instead of StateDir/temporal.db (nothing survives Close).
+	InMemory bool
+	// TemporalBinary and PrometheusBinary default to devstack.FindTemporal and devstack.FindPrometheus.
+	TemporalBinary, PrometheusBinary string
+	// ScrapeInterval is Prometheus's scrape interval; default 1s.
+	ScrapeInterval time.Duration
+	// LoadRPS is the fleet's load per service; default DemoLoadRPS.
+	LoadRPS float64
+	// Profiles are the versions' behaviours; default DemoProfiles().
+	Profiles map[string]fleet.Profile
+	// Progress receives one line per component started; nil discards them.
+	Progress io.Writer
+}
+
+// DemoStack is a running local stack: Temporal dev server, Prometheus scraping the fleet through
+// file_sd, the fleet controller with its demo-service instances, and a Shepherd worker. Close stops
+// all of it.
+type DemoStack struct {
+	// Temporal is the dev server; Temporal.UIURL is empty without a UI.
+	Temporal *devstack.Temporal
+	// Prometheus scrapes every fleet instance.
+	Prometheus *devstack.Prometheus
+	// Fleet holds the controller's admin API and proxy URLs.
+	Fleet fleet.Endpoints
+	// Client is connected to Temporal (namespace default).
+	Client client.Client
+	// StateDir is where the stack keeps its data and logs.
+	StateDir string
+	// ScrapeInterval is Prometheus's scrape interval.
+	ScrapeInterval time.Duration
+
+	logs        []io.Closer
+	syncLog     func()
+	stopFleet   context.CancelFunc
+	fleetDone   chan error
+	stopWorker  context.CancelFunc
+	workerDone  chan error
+	stopSync    context.CancelFunc
+	syncDone    chan struct{}
+	closeOnce   sync.Once
+	progressOut io.Writer
+}
+
+// StartDemoStack starts the demo stack and returns once every part is ready; on error it leaves nothing
+// running. ctx bounds the start-up only: the stack runs until Close.
+func StartDemoStack(ctx context.Context, o DemoOptions) (_ *DemoStack, err error) {
+	if o.StateDir == "" {
+		o.StateDir = filepath.Join(worker.DefaultStateDir(), "demo")
+	}
+	if o.ServiceBinary == "" {
+		return nil, errors.New("demo: DemoOptions.ServiceBinary is required")
+	}
+	o.ScrapeInterval = cmp.Or(o.ScrapeInterval, devstack.DefaultScrapeInterval)
+	o.LoadRPS = cmp.Or(o.LoadRPS, DemoLoadRPS)
+	if o.Profiles == nil {
+		o.Profiles = DemoProfiles()
+	}
+	s := &DemoStack{StateDir: o.StateDir, ScrapeInterval: o.ScrapeInterval, progressOut: o.Progress}
+	if s.progressOut == nil {
+		s.progressOut = io.Discard
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	fleetDir := filepath.Join(o.StateDir, "fleet")
+	promDir := filepath.Join(o.StateDir, "prometheus")
+	sdDir := filepath.Join(o.StateDir, "prometheus-sd")
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("demo state directory: %w", err)
+	}
+	// Every demo starts from an empty fleet and fresh metrics; Temporal's history is kept.
+	stopOrphans(filepath.Join(fleetDir, "state.json"))
+	for _, d := range []string{fleetDir, promDir, sdDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("resetting %s: %w", d, err)
+		}
+	}
+
+	db, history := filepath.Join(o.StateDir, "temporal.db"), "history kept in "+filepath.Join(o.StateDir, "temporal.db")
+	if o.InMemory {
+		db, history = "", "history in memory"
+	}
+	s.Temporal, err = devstack.StartTemporal(ctx, devstack.TemporalOptions{
+		Binary: o.TemporalBinary, Port: o.TemporalPort, UIPort: o.UIPort,
+		DBFile: db, LogFile: filepath.Join(o.StateDir, "temporal.log"),
+	})
+	if err != nil {
+		return nil, withHint(ExitError, fmt.Errorf("starting Temporal: %w", err),
+			"`make tools` builds the Temporal CLI; is another server on the port (--port, --ui-port)?")
+	}
+	ui := "web UI " + s.Temporal.UIURL
+	if s.Temporal.UIURL == "" {
+		ui = "no web UI"
+	}
+	s.progress("Temporal dev server   %s (%s; %s)", s.Temporal.Address, ui, history)
+
+	// Prometheus reads the targets from a copy of the fleet's file_sd file that changes only when the
+	// targets do (see syncTargets), alone in its directory: Prometheus watches the whole directory and
+	// takes any change in it (a log line, a database write) for a target update. It exists before
+	// Prometheus starts, so Prometheus watches it from the first moment.
+	targets := filepath.Join(sdDir, "targets.json")
+	if err := os.MkdirAll(filepath.Dir(targets), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(targets, []byte("[]\n"), 0o644); err != nil {
+		return nil, err
+	}
+	s.Prometheus, err = devstack.StartPrometheus(ctx, devstack.PrometheusOptions{
+		Binary: o.PrometheusBinary, Port: o.PrometheusPort, ScrapeInterval: o.ScrapeInterval,
+		FileSD: targets, DataDir: promDir, LogFile: filepath.Join(o.StateDir, "prometheus.log"),
+	})
+	if err != nil {
+		return nil, withHint(ExitError, fmt.Errorf("starting Prometheus: %w", err),
+			"`make tools` builds Prometheus; is another Prometheus on the port (--prometheus-port)?")
+	}
+	s.progress("Prometheus            %s (scrapes the fleet every %s through file_sd)", s.Prometheus.URL, o.ScrapeInterval)
+
+	syncCtx, stopSync := context.WithCancel(context.Background())
+	s.stopSync, s.syncDone = stopSync, make(chan struct{})
+	go func() {
+		defer close(s.syncDone)
+		syncTargets(syncCtx, filepath.Join(fleetDir, "file_sd.json"), targets, 100*time.Millisecond)
+	}()
+	if err := s.startFleet(ctx, o, fleetDir); err != nil {
+		return nil, err
+	}
+	s.progress("Fleet controller      %s, proxy %s (%g req/s of load; %s)", s.Fleet.Admin, s.Fleet.Proxy, o.LoadRPS,
+		describeProfiles(o.Profiles))
+
+	if err := s.startWorker(ctx); err != nil {
+		return nil, err
+	}
+	s.progress("Shepherd worker       polling task queue \"shepherd\" (log %s)", filepath.Join(o.StateDir, "worker.log"))
+	return s, nil
+}
+
+func (s *DemoStack) progress(format string, args ...any) {
+	fmt.Fprintf(s.progressOut, "  "+format+"\n", args...)
+}
+
+func (s *DemoStack) openLog(name string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(s.StateDir, name), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	s.logs = append(s.logs, f)
+	return f, nil
+}
+
+func (s *DemoStack) startFleet(ctx context.Context, o DemoOptions, dir string) error {
+	logf, err := s.openLog("fleet.log")
+	if err != nil {
+		return err
+	}
+	ready := make(chan fleet.Endpoints, 1)
+	fctx, stop := context.WithCancel(context.Background())
+	s.stopFleet, s.fleetDone = stop, make(chan error, 1)
+	cfg := fleet.Config{
+		Listen:        cmp.Or(o.FleetListen, "127.0.0.1:0"),
+		ProxyListen:   cmp.Or(o.ProxyListen, "127.0.0.1:0"),
+		ServiceBinary: o.ServiceBinary,
+		StateDir:      dir,
+		Profiles:      o.Profiles,
+		LoadRPS:       o.LoadRPS,
+		Logger:        slog.New(slog.NewTextHandler(logf, nil)),
+		OnReady:       func(e fleet.Endpoints) { ready <- e },
+	}
+	go func() { s.fleetDone <- fleet.Run(fctx, cfg) }()
+	select {
+	case s.Fleet = <-ready:
+		return nil
+	case err := <-s.fleetDone:
+		s.fleetDone <- err
+		return withHint(ExitError, fmt.Errorf("starting the fleet: %w", err), "pick other --fleet-listen/--proxy-listen addresses")
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("the fleet controller did not start within 30s (log %s)", logf.Name())
+	}
+}
+
+func (s *DemoStack) startWorker(ctx context.Context) error {
+	logger, err := s.workerLogger()
+	if err != nil {
+		return err
+	}
+	s.Client, err = client.DialContext(ctx, client.Options{
+		HostPort: s.Temporal.Address, Namespace: client.DefaultNamespace, Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("connecting to the demo's Temporal at %s: %w", s.Temporal.Address, err)
+	}
+	ready := make(chan struct{})
+	wctx, stop := context.WithCancel(context.Background())
+	s.stopWorker, s.workerDone = stop, make(chan error, 1)
+	// The same worker library and activity wiring as `shepherd worker`; only the client is dialled
+	// directly, so a user's Temporal CLI profile (TLS, API key, another namespace) cannot redirect the demo.
+	go func() {
+		s.workerDone <- worker.Run(wctx, s.Client, worker.Config{
+			Namespace:  client.DefaultNamespace,
+			StateDir:   filepath.Join(s.StateDir, "worker"),
+			Activities: newActivities(filepath.Join(s.StateDir, "reports")),
+			OnReady:    func() { close(ready) },
+		})
+	}()
+	select {
+	case <-ready:
+		return nil
+	case err := <-s.workerDone:
+		s.workerDone <- err
+		return fmt.Errorf("starting the worker: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(30 * time.Second):
+		return errors.New("the worker did not start polling within 30s")
+	}
+}
+
+// workerLogger sends the worker's and the client's logs (JSON, via zap) to StateDir/worker.log, keeping
+// the terminal for the demo's own output.
+func (s *DemoStack) workerLogger() (sdklog.Logger, error) {
+	path := filepath.Join(s.StateDir, "worker.log")
+	_ = os.Remove(path)
+	cfg := zap.NewProductionConfig()
+	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{path}, []string{path}
+	z, err := cfg.Build()
+	if err != nil {
+		return nil, fmt.Errorf("worker log %s: %w", path, err)
+	}
+	s.syncLog = func() { _ = z.Sync() }
+	return sdklog.NewStructuredLogger(slog.New(zapslog.NewHandler(z.Core(), zapslog.WithCaller(true)))), nil
+}
+
+// Close stops the worker, the fleet (and every demo-service instance), Prometheus and Temporal, in that
+// order, and waits for each. It is safe to call more than once.
+func (s *DemoStack) Close() {
+	s.closeOnce.Do(func() {
+		if s.stopWorker != nil {
+			s.stopWorker()
+			<-s.workerDone
+		}
+		if s.Client != nil {
+			s.Client.Close()
+		}
+		if s.stopFleet != nil {
+			s.stopFleet()
+			<-s.fleetDone
+		}
+		if s.stopSync != nil {
+			s.stopSync()
+			<-s.syncDone
+		}
+		s.Prometheus.Stop()
+		s.Temporal.Stop()
+		if s.syncLog != nil {
+			s.syncLog()
+		}
+		for _, l := range s.logs {
+			l.Close()
+		}
+	})
+}
+
+// Target is the spec target that drives this stack's fleet.
+func (s *DemoStack) Target() spec.Target {
+	return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: s.Fleet.Admin}}
+}
+
+// Bootstrap starts version as the first stable version of service on the fleet.
+func (s *DemoStack) Bootstrap(ctx context.Context, service, version string) error {
+	if err := (&local.Target{}).Bootstrap(ctx, s.Target(), service, version); err != nil {
+		return fmt.Errorf("bootstrapping %s %s on the fleet: %w (see %s)", service, version, err, filepath.Join(s.StateDir, "fleet.log"))
+	}
+	return nil
+}
+
+// Prepare points a local-target spec at this stack: its fleet controller and its Prometheus. It returns
+// the spec with defaults filled in.
+func (s *DemoStack) Prepare(r spec.Release) spec.Release {
+	d := r.WithDefaults()
+	if d.Target.Type == spec.TargetLocal {
+		d.Target = s.Target()
+	}
+	if !d.Analysis.Disabled && d.Analysis.Prometheus != nil {
+		p := *d.Analysis.Prometheus
+		p.Address = s.Prometheus.URL
+		d.Analysis.Prometheus = &p
+	}
+	return d
+}
+
+// DemoRelease is one release run by the demo, with the timings its summary reports.
+type DemoRelease struct {
+	// Spec is the spec as started (defaults filled in, pointed at the stack).
+	Spec spec.Release `json:"spec"`
+	// WorkflowID and RunID identify the workflow.
+	WorkflowID string `json:"workflowID"`
+	RunID      string `json:"runID"`
+	// Result is the workflow's final record.
+	Result record.Status `json:"result"`
+	// Wall is the wall-clock time from start to the end of the release.
+	Wall time.Duration `json:"wall"`
+	// BreachOnset is when the canary first got traffic (the first traffic decision of a stage); zero if
+	// it never did.
+	BreachOnset time.Time `json:"breachOnset,omitzero"`
+	// RollbackDecided is when the release moved to RollingBack; zero if it did not.
+	RollbackDecided time.Time `json:"rollbackDecided,omitzero"`
+	// RolledBackAt is the time of the RolledBack decision; zero unless the release rolled back.
+	RolledBackAt time.Time `json:"rolledBackAt,omitzero"`
+	// FailedCheck is the last failed measurement before the rollback, if analysis caused it.
+	FailedCheck *record.Measurement `json:"failedCheck,omitempty"`
+}
+
+// BreachToRollback is the time from breach onset (the canary got traffic) to the RolledBack decision.
+func (r DemoRelease) BreachToRollback() time.Duration {
+	if r.BreachOnset.IsZero() || r.RolledBackAt.IsZero() {
+		return 0
+	}
+	return r.RolledBackAt.Sub(r.BreachOnset)
+}
+
+// BreachToDecision is the time from breach onset to the rollback decision.
+func (r DemoRelease) BreachToDecision() time.Duration {
+	if r.BreachOnset.IsZero() || r.RollbackDecided.IsZero() {
+		return 0
+	}
+	return r.RollbackDecided.Sub(r.BreachOnset)
+}
+
+// Release starts r on this stack (after Prepare), waits for it to end and returns its record with the
+// demo's timings. With progress set, it follows the release there as `shepherd watch` does. The wait is
+// bounded by the release's total soak plus three minutes.
+func (s *DemoStack) Release(ctx context.Context, r spec.Release, progress io.Writer) (DemoRelease, error) {
+	d := s.Prepare(r)
+	out := DemoRelease{Spec: d, WorkflowID: spec.WorkflowID(d.Service, d.Environment)}
+	if err := s.terminateStale(ctx, out.WorkflowID); err != nil {
+		return out, err
+	}
+	limit := d.TotalSoak() + 3*time.Minute
+	ctx, cancelTimeout := context.WithTimeout(ctx, limit)
+	defer cancelTimeout()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	began := time.Now()
+	st, err := starter.Start(ctx, s.Client, d)
+	if err != nil {
+		return out, fmt.Errorf("starting the release of %s %s: %w", d.Service, d.Version, err)
+	}
+	out.RunID = st.RunID
+	go s.stopIfPaused(ctx, cancel, d, st.RunID)
+	if progress != nil {
+		g := &globals{output: "text", stdout: progress, stderr: progress}
+		var ee *exitError
+		if err := follow(ctx, g, s.Client, d.Service, d.Environment, st.RunID); err != nil && !errors.As(err, &ee) {
+			return out, s.waitError(ctx, d, limit, err)
+		}
+	}
+	res, err := starter.Wait(ctx, s.Client, d.Service, d.Environment, st.RunID)
+	if err != nil {
+		return out, s.waitError(ctx, d, limit, err)
+	}
+	out.Wall = time.Since(began)
+	out.Result = res
+	out.fillTimings()
+	return out, nil
+}
+
+// errPaused is the cause of a demo release's context when the release paused for a human.
+var errPaused = errors.New("release paused")
+
+// stopIfPaused cancels the wait for a release that pauses: nobody is there to resume a demo release, and
+// a pause means its checks had no data (see the worker and Prometheus logs).
+func (s *DemoStack) stopIfPaused(ctx context.Context, cancel context.CancelCauseFunc, d spec.Release, runID string) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		st, err := starter.Status(ctx, s.Client, d.Service, d.Environment, runID)
+		if err == nil && st.Phase == record.PhasePaused {
+			last := ""
+			if n := len(st.Decisions); n > 0 {
+				last = st.Decisions[n-1].Message
+			}
+			cancel(fmt.Errorf("%w (%s); the demo does not resume it", errPaused, last))
+			return
+		}
+	}
+}
+
+func (s *DemoStack) waitError(ctx context.Context, d spec.Release, limit time.Duration, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errPaused) {
+		return fmt.Errorf("the release of %s %s stopped: %w; see %s and %s", d.Service, d.Version, cause,
+			filepath.Join(s.StateDir, "worker.log"), filepath.Join(s.StateDir, "prometheus.log"))
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("the release of %s %s did not end within %s: %w (is it paused for lack of data? "+
+			"see %s and the web UI)", d.Service, d.Version, limit, err, filepath.Join(s.StateDir, "worker.log"))
+	}
+	return fmt.Errorf("waiting for the release of %s %s: %w", d.Service, d.Version, err)
+}
+
+// terminateStale ends a release left running by an interrupted demo (the Temporal database is kept
+// between runs; the fleet it ran on is not).
+func (s *DemoStack) terminateStale(ctx context.Context, workflowID string) error {
+	desc, err := s.Client.DescribeWorkflow(ctx, workflowID, "")
+	if err != nil || desc.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil // not found, or ended: nothing to do
+	}
+	if err := s.Client.TerminateWorkflow(ctx, workflowID, "", "left running by an interrupted shepherd demo"); err != nil {
+		return fmt.Errorf("terminating the stale demo release %s: %w", workflowID, err)
+	}
+	s.progress("Terminated release %s left running by an earlier, interrupted demo", workflowID)
+	return nil
+}
+
+// fillTimings derives the demo's timings from the decision log (workflow time, one clock).
+func (r *DemoRelease) fillTimings() {
+	res := r.Result
+	for i, d := range res.Decisions {
+		switch {
+		case r.BreachOnset.IsZero() && d.Kind == record.KindStep && d.Stage > 0 && strings.Contains(d.Message, "traffic"):
+			r.BreachOnset = d.Time
+		case r.RollbackDecided.IsZero() && d.Kind == record.KindTransition && d.Phase == record.PhaseRollingBack:
+			r.RollbackDecided = d.Time
+			for j := i - 1; j >= 0 && r.FailedCheck == nil; j-- {
+				for _, m := range res.Decisions[j].Measurements {
+					if m.Verdict == record.Fail {
+						m := m
+						r.FailedCheck = &m
+						break
+					}
+				}
+			}
+		case d.Kind == record.KindTransition && d.Phase == record.PhaseRolledBack:
+			r.RolledBackAt = d.Time
+		}
+	}
+	// Should the traffic decision ever be worded differently, the first stage's start is the closest
+	// earlier time (it precedes the traffic shift by the shift itself).
+	if r.BreachOnset.IsZero() && len(res.Stages) > 0 {
+		r.BreachOnset = res.Stages[0].StartedAt
+	}
+}
+
+// DemoSpecs returns the demo's two release specs (examples/demo-good.yaml and demo-bad.yaml, embedded);
+// a positive soak or interval replaces every stage's soak or the analysis interval.
+func DemoSpecs(soak, interval time.Duration) (good, bad spec.Release, err error) {
+	read := func(name string) (spec.Release, error) {
+		data, err := fs.ReadFile(examples.FS, name)
+		if err != nil {
+			return spec.Release{}, err
+		}
+		r, err := spec.Parse(data)
+		if err != nil {
+			return r, fmt.Errorf("examples/%s: %w", name, err)
+		}
+		for i := range r.Stages {
+			if soak > 0 {
+				r.Stages[i].Soak = spec.Duration(soak)
+			}
+		}
+		if interval > 0 {
+			r.Analysis.Interval = spec.Duration(interval)
+		}
+		if err := activities.ValidateSpec(r.WithDefaults()); err != nil {
+			return r, fmt.Errorf("examples/%s: %w", name, err)
+		}
+		return r, nil
+	}
+	if good, err = read(examples.DemoGood); err != nil {
+		return
+	}
+	bad, err = read(examples.DemoBad)
+	return
+}
+
+// RunDemo runs the demo on a started stack: it bootstraps v1 as stable, releases v2 (healthy, promoted)
+// and then v3 (failing, rolled back), following each on progress when it is not nil. It returns both
+// releases; whether they ended as intended is for the caller to judge (CheckDemo).
+func RunDemo(ctx context.Context, s *DemoStack, soak, interval time.Duration, progress io.Writer) ([]DemoRelease, error) {
+	good, bad, err := DemoSpecs(soak, interval)
+	if err != nil {
+		return nil, err
+	}
+	say := func(format string, args ...any) {
+		if progress != nil {
+			fmt.Fprintf(progress, format, args...)
+		}
+	}
+	if err := s.Bootstrap(ctx, good.Service, good.PreviousVersion); err != nil {
+		return nil, err
+	}
+	say("\n%s %s is the stable version, serving all traffic.\n", good.Service, good.PreviousVersion)
+	var out []DemoRelease
+	for i, r := range []spec.Release{good, bad} {
+		say("\n=== Release %d/2: %s %s → %s — %s\n", i+1, r.Service, r.PreviousVersion, r.Version, r.Description)
+		if u := s.uiLink(spec.WorkflowID(r.Service, cmp.Or(r.Environment, spec.DefaultEnvironment)), ""); u != "" {
+			say("    (follow it in the web UI: %s)\n", u)
+		}
+		rel, err := s.Release(ctx, r, progress)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, rel)
+	}
+	return out, nil
+}
+
+// CheckDemo says whether the demo showed what it should: v2 Succeeded, v3 RolledBack because error-rate
+// failed.
+func CheckDemo(rels []DemoRelease) error {
+	if len(rels) != 2 {
+		return fmt.Errorf("demo ran %d of 2 releases", len(rels))
+	}
+	var problems []string
+	if p := rels[0].Result.Phase; p != record.PhaseSucceeded {
+		problems = append(problems, fmt.Sprintf("the good release %s ended %s, not Succeeded: %s", rels[0].Spec.Version, p, rels[0].Result.Reason))
+	}
+	switch b := rels[1]; {
+	case b.Result.Phase != record.PhaseRolledBack:
+		problems = append(problems, fmt.Sprintf("the bad release %s ended %s, not RolledBack: %s", b.Spec.Version, b.Result.Phase, b.Result.Reason))
+	case b.FailedCheck == nil || b.FailedCheck.Check != "error-rate":
+		problems = append(problems, fmt.Sprintf("the bad release %s rolled back, but not on a failed error-rate check: %s", b.Spec.Version, b.Result.Reason))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// uiLink is the web UI page of a workflow (its latest run when runID is empty), or "" without a UI.
+func (s *DemoStack) uiLink(workflowID, runID string) string {
+	if s.Temporal == nil || s.Temporal.UIURL == "" {
+		return ""
+	}
+	u := fmt.Sprintf("%s/namespaces/%s/workflows/%s", s.Temporal.UIURL, client.DefaultNamespace, url.PathEscape(workflowID))
+	if runID != "" {
+		u += "/" + runID
+	}
+	return u
+}
+
+// RenderDemoSummary writes the demo's summary: each release's outcome and per-stage measurements, and
+// for a rolled-back release the time from breach onset to rollback.
+func RenderDemoSummary(w io.Writer, s *DemoStack, rels []DemoRelease) {
+	fmt.Fprintln(w, "\n=== Summary")
+	for _, r := range rels {
+		res := r.Result
+		fmt.Fprintf(w, "\n%s %s → %s: %s in %s\n", res.Service, res.PreviousVersion, res.Version, res.Phase, r.Wall.Round(100*time.Millisecond))
+		fmt.Fprintf(w, "  Reason: %s\n", res.Reason)
+		renderStageMeasurements(w, r)
+		if res.Phase == record.PhaseRolledBack && !r.BreachOnset.IsZero() {
+			fmt.Fprintf(w, "  Breach onset:        %s  %s got %d%% of the traffic\n", r.BreachOnset.Local().Format("15:04:05.000"),
+				res.Version, firstPercent(r.Spec))
+			if r.FailedCheck != nil {
+				fmt.Fprintf(w, "  Rollback decided:    +%s  %s = %s (%s)\n", fmtDur(r.BreachToDecision()), r.FailedCheck.Check,
+					value(*r.FailedCheck), r.FailedCheck.Reason)
+			} else if !r.RollbackDecided.IsZero() {
+				fmt.Fprintf(w, "  Rollback decided:    +%s\n", fmtDur(r.BreachToDecision()))
+			}
+			fmt.Fprintf(w, "  Traffic on stable:   %s after the decision (TrafficRestoredAfter)\n", fmtDur(res.TrafficRestoredAfter))
+			fmt.Fprintf(w, "  Rollback complete:   +%s after breach onset (RolledBack; canary removed)\n", fmtDur(r.BreachToRollback()))
+			fmt.Fprintf(w, "  (analysis every %s, Prometheus scrapes every %s)\n", r.Spec.Analysis.Interval, s.ScrapeInterval)
+		}
+		if u := s.uiLink(r.WorkflowID, r.RunID); u != "" {
+			fmt.Fprintf(w, "  Web UI: %s\n", u)
+		}
+	}
+}
+
+func firstPercent(d spec.Release) int {
+	if len(d.Stages) == 0 {
+		return 0
+	}
+	return d.Stages[0].Percent
+}
+
+func fmtDur(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(time.Millisecond).String()
+	}
+	return d.Round(10 * time.Millisecond).String()
+}
+
+// renderStageMeasurements is a table of every stage with each check's measured values in order.
+func renderStageMeasurements(w io.Writer, r DemoRelease) {
+	checks := make([]string, 0, len(r.Spec.Analysis.Checks))
+	for _, c := range r.Spec.Analysis.Checks {
+		checks = append(checks, c.Name)
+	}
+	values := map[int]map[string][]string{}
+	for _, d := range r.Result.Decisions {
+		for _, m := range d.Measurements {
+			if values[m.Stage] == nil {
+				values[m.Stage] = map[string][]string{}
+			}
+			v := value(m)
+			if m.Verdict == record.Fail {
+				v += "✗"
+			}
+			values[m.Stage][m.Check] = append(values[m.Stage][m.Check], v)
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "  STAGE\tTRAFFIC\tSOAK\tOUTCOME")
+	for _, c := range checks {
+		fmt.Fprint(tw, "\t"+strings.ToUpper(c))
+	}
+	fmt.Fprintln(tw)
+	for _, p := range r.Result.Stages {
+		outcome := cmp.Or(p.Outcome, "not reached")
+		fmt.Fprintf(tw, "  %d\t%d%%\t%s\t%s", p.Number, p.Percent, p.Soak, outcome)
+		for _, c := range checks {
+			fmt.Fprint(tw, "\t"+cmp.Or(strings.Join(values[p.Number][c], " "), "-"))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+}
+
+// syncTargets copies the fleet's file_sd file src to dst whenever its content changes, checking every
+// step, until ctx ends. The fleet rewrites its file on every change of its state (each traffic shift),
+// and Prometheus treats every rewrite as a target update; it throttles updates with a back-off that grows
+// towards 5 s while they keep coming, so a stream of rewrites that change nothing would delay the first
+// scrape of the next canary by seconds. The copy changes only when the targets do.
+func syncTargets(ctx context.Context, src, dst string, step time.Duration) {
+	var last []byte
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for {
+		if data, err := os.ReadFile(src); err == nil && !bytes.Equal(data, last) && json.Valid(data) {
+			// Written beside the watched directory and renamed into it: one event per change.
+			tmp := filepath.Join(filepath.Dir(filepath.Dir(dst)), "."+filepath.Base(dst)+".tmp")
+			if os.WriteFile(tmp, data, 0o644) == nil && os.Rename(tmp, dst) == nil {
+				last = data
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// stopOrphans stops demo-service instances that a demo killed without warning (SIGKILL) left running,
+// as its fleet state file records them. It only signals processes that still run the recorded service
+// and version, so a reused pid is left alone.
+func stopOrphans(statePath string) {
+	data, err := os.ReadFile(statePath)
+	if err != nil {
+		return
+	}
+	var st struct {
+		Services map[string]struct {
+			Instances map[string]struct {
+				PID int `json:"pid"`
+			} `json:"instances"`
+		} `json:"services"`
+	}
+	if json.Unmarshal(data, &st) != nil {
+		return
+	}
+	for name, svc := range st.Services {
+		for version, inst := range svc.Instances {
+			if inst.PID <= 0 {
+				continue
+			}
+			cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(inst.PID) + "/cmdline")
+			if err != nil || !bytes.Contains(cmdline, []byte("--service\x00"+name+"\x00")) ||
+				!bytes.Contains(cmdline, []byte("--version\x00"+version+"\x00")) {
+				continue
+			}
+			_ = syscall.Kill(inst.PID, syscall.SIGTERM)
+		}
+	}
+}
+
+// demoServiceBinary finds the demo-service executable as `shepherd fleet` does; failing that, inside a
+// checkout of this repository, it builds one into dir.
+func demoServiceBinary(ctx context.Context, explicit, dir string, progress io.Writer) (string, error) {
+	p, err := findServiceBinary(explicit)
+	if err == nil || explicit != "" {
+		return p, err
+	}
+	mod, rerr := os.ReadFile("go.mod")
+	if rerr != nil || !bytes.Contains(mod, []byte("module github.com/shepherd-release/shepherd\n")) {
+		return "", err
+	}
+	if _, lerr := exec.LookPath("go"); lerr != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, serviceBinaryName)
+	fmt.Fprintf(progress, "  Building %s (go build ./cmd/demo-service) ...\n", out)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/demo-service")
+	if b, berr := cmd.CombinedOutput(); berr != nil {
+		return "", withHint(ExitError, fmt.Errorf("building the demo service: %v\n%s", berr, b), "run `make build` and try again")
+	}
+	return out, nil
+}
+
+func newDemoCmd(g *globals) *cobra.Command {
+	o := DemoOptions{}
+	var keep bool
+	var soak, interval time.Duration
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "See Shepherd work: a good release promoted and a bad one rolled back, on a local stack",
+		Long: `Start a complete local stack and run two real releases on it:
+
+  - a Temporal dev server with its web UI (--ui-port), history kept in --state-dir between runs
+  - Prometheus scraping every demo-service instance of the fleet every second (file_sd)
+  - the fleet: checkout v1 (stable), v2 (healthy) and v3 (~20% of requests fail) behind a weighted
+    proxy with steady load
+  - a Shepherd worker
+
+Then checkout v2 is released in stages (10% → 50% → 100%, short soaks, checks every 5 s) and promoted,
+and checkout v3 is released the same way and rolled back automatically when its error rate breaches
+the SLO. The specs are examples/demo-good.yaml and examples/demo-bad.yaml. Progress is printed live; the
+summary shows each stage's measurements and the time from breach to rollback.
+
+Everything stops when the demo ends or on Ctrl-C; with --keep the stack stays up until Ctrl-C so you
+can browse the releases in the web UI or try other commands against it. Logs are in --state-dir.
+Exit code 0 when both releases ended as intended, 1 otherwise.`,
+		Example: `  make demo                     # builds, then runs: bin/shepherd demo
+  shepherd demo --keep          # then browse http://localhost:8233, Ctrl-C to stop
+  shepherd demo --ui-port 8080 --port 7300 --prometheus-port 9091`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			out := g.stdout
+			var err error
+			fmt.Fprintf(out, "Shepherd demo: starting a local stack (state and logs in %s)\n", o.StateDir)
+			if o.ServiceBinary, err = demoServiceBinary(ctx, o.ServiceBinary, filepath.Join(o.StateDir, "bin"), out); err != nil {
+				return err
+			}
+			o.Progress = out
+			s, err := StartDemoStack(ctx, o)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				fmt.Fprintln(out, "\nStopping the stack (worker, fleet, Prometheus, Temporal) ...")
+				s.Close()
+				fmt.Fprintln(out, "Stopped; nothing left running.")
+			}()
+			rels, err := RunDemo(ctx, s, soak, interval, out)
+			if err != nil {
+				s.abandon()
+				if ctx.Err() != nil {
+					return withHint(ExitError, errors.New("demo interrupted"), "")
+				}
+				return err
+			}
+			RenderDemoSummary(out, s, rels)
+			outcome := CheckDemo(rels)
+			if outcome != nil {
+				fmt.Fprintf(out, "\nThe demo did not go as intended: %v\n", outcome)
+			}
+			if keep {
+				fmt.Fprintf(out, "\nThe stack stays up until Ctrl-C (--keep):\n  Web UI:      %s\n  Temporal:    %s  "+
+					"(TEMPORAL_ADDRESS=%s shepherd history %s --env %s)\n  Prometheus:  %s\n  Fleet:       %s (proxy %s)\n",
+					cmp.Or(s.Temporal.UIURL, "disabled"), s.Temporal.Address, s.Temporal.Address, DemoService,
+					rels[0].Spec.Environment, s.Prometheus.URL, s.Fleet.Admin, s.Fleet.Proxy)
+				<-ctx.Done()
+			}
+			if outcome != nil {
+				return withHint(ExitError, outcome, "the logs in "+o.StateDir+" say more")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&keep, "keep", false, "leave the stack running after the demo until Ctrl-C, to browse the web UI")
+	f.IntVar(&o.UIPort, "ui-port", 8233, "Temporal web UI port")
+	f.IntVar(&o.TemporalPort, "port", 7233, "Temporal frontend port")
+	f.IntVar(&o.PrometheusPort, "prometheus-port", 9090, "Prometheus port")
+	f.StringVar(&o.FleetListen, "fleet-listen", fleet.DefaultListen, "fleet controller admin API address")
+	f.StringVar(&o.ProxyListen, "proxy-listen", fleet.DefaultProxyListen, "fleet proxy address")
+	f.StringVar(&o.StateDir, "state-dir", filepath.Join(worker.DefaultStateDir(), "demo"), "Temporal database, logs, fleet and Prometheus data")
+	f.StringVar(&o.ServiceBinary, "service-binary", "", "demo-service executable (default: next to shepherd, bin/, PATH, or built)")
+	f.StringVar(&o.TemporalBinary, "temporal", "", "Temporal CLI (default: $SHEPHERD_TEMPORAL, the build cache, PATH)")
+	f.StringVar(&o.PrometheusBinary, "prometheus", "", "Prometheus server (default: $SHEPHERD_PROMETHEUS, the build cache, PATH)")
+	f.DurationVar(&soak, "soak", 0, "soak of every stage (default: as in the example specs, 20s)")
+	f.DurationVar(&interval, "interval", 0, "analysis interval (default: as in the example specs, 5s)")
+	return cmd
+}
+
+// abandon terminates the demo's releases still running when the demo is interrupted or fails, so the
+// next demo (same Temporal database) starts clean and the UI does not show them forever running.
+func (s *DemoStack) abandon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	good, bad, err := DemoSpecs(0, 0)
+	if err != nil {
+		return
+	}
+	for _, r := range []spec.Release{good, bad} {
+		d := r.WithDefaults()
+		_ = s.Client.TerminateWorkflow(ctx, spec.WorkflowID(d.Service, d.Environment), "", "shepherd demo interrupted")
+	}
+}
