@@ -3,17 +3,15 @@
 package testenv
 
 import (
-	"encoding/json"
+	"context"
+
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
+	"github.com/shepherd-release/shepherd/internal/devstack"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -30,8 +28,6 @@ const (
 // Bounds on waiting for the server; generous because a 2-core CI machine may be busy compiling.
 const (
 	readyTimeout = 60 * time.Second
-	stopTimeout  = 10 * time.Second
-	pollInterval = 100 * time.Millisecond
 	logTailLines = 40
 )
 
@@ -47,11 +43,9 @@ func PrometheusBinary(t testing.TB) string {
 		return p
 	}
 	var tried []string
-	if home, err := os.UserHomeDir(); err == nil {
-		p := filepath.Join(home, ".cache", "shepherd", "bin", "prometheus")
-		if checkExecutable(p) == nil {
-			return p
-		}
+	if p := filepath.Join(devstack.CacheBin(), "prometheus"); checkExecutable(p) == nil {
+		return p
+	} else {
 		tried = append(tried, p)
 	}
 	if p, err := exec.LookPath("prometheus"); err == nil {
@@ -82,199 +76,44 @@ func checkExecutable(p string) error {
 
 // PrometheusOptions configures StartPrometheus.
 type PrometheusOptions struct {
-	// ScrapeInterval is the global scrape and evaluation interval; default 1s. The scrape timeout equals it.
+	// ScrapeInterval is the global scrape and evaluation interval; default 1s.
 	ScrapeInterval time.Duration
 	// Targets are host:port addresses scraped at /metrics (static_configs).
 	Targets []string
-	// FileSD is the path of a file_sd_configs file (JSON or YAML target groups) that Prometheus watches,
-	// so a test can add or move targets while Prometheus runs. It need not exist yet.
+	// FileSD is the path of a file_sd_configs file that Prometheus watches, so a test can add or move
+	// targets while Prometheus runs. It need not exist yet.
 	FileSD string
 }
 
-// StartPrometheus starts a real Prometheus on a free loopback port with a generated configuration and a
-// temporary storage directory, waits until it reports ready and returns its base URL
-// ("http://127.0.0.1:PORT"). Cleanup stops it (SIGTERM, then kill); when the test failed, the tail of its
-// log is written to the test log.
+// StartPrometheus starts a real Prometheus on a free loopback port (devstack.StartPrometheus, as the demo
+// and `shepherd bench` do) with its data in the test's temporary directory, and returns its base URL.
+// Cleanup stops it; when the test failed, the tail of its log is written to the test log.
 func StartPrometheus(t testing.TB, opts PrometheusOptions) string {
 	t.Helper()
 	bin := PrometheusBinary(t)
 	dir := t.TempDir() // created before Cleanup below, so removed after Prometheus stopped
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, prometheusConfig(opts), 0o600); err != nil {
-		t.Fatalf("writing the Prometheus config: %v", err)
-	}
-	logPath := filepath.Join(dir, "prometheus.log")
-	// Prometheus applies discovered targets every 5s by default, which would delay the first scrape of
-	// every test by up to 5s. The flag that shortens this is hidden, so drop it if a build rejects it.
-	fastDiscovery := "--scrape.discovery-reload-interval=" + promDuration(min(scrapeInterval(opts), time.Second))
-	extra := []string{fastDiscovery}
-	// A free port can be taken by someone else between our probe and Prometheus's bind; try again then.
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		addr := freeLoopbackAddr(t)
-		p, err := startPrometheus(bin, addr, cfgPath, filepath.Join(dir, "data"), logPath, extra)
-		if err != nil {
-			t.Fatalf("starting %s: %v", bin, err)
-		}
-		base := "http://" + addr
-		err = p.waitReady(base)
-		if err == nil {
-			t.Cleanup(func() {
-				p.stop()
-				if t.Failed() {
-					t.Logf("Prometheus log %s (last %d lines):\n%s", logPath, logTailLines,
-						tail(logPath, logTailLines))
-				}
-			})
-			return base
-		}
-		p.stop()
-		logTail := tail(logPath, logTailLines)
-		if attempt < attempts && strings.Contains(logTail, "address already in use") {
-			continue
-		}
-		if attempt < attempts && len(extra) > 0 && strings.Contains(logTail, "unknown long flag") {
-			extra = nil
-			continue
-		}
-		t.Fatalf("Prometheus (%s) did not become ready at %s: %v\nlast log lines (%s):\n%s", bin, base, err,
-			logPath, tail(logPath, logTailLines))
-	}
-}
-
-// prometheusConfig renders the configuration as JSON, which is valid YAML and needs no quoting rules.
-func prometheusConfig(opts PrometheusOptions) []byte {
-	iv := promDuration(scrapeInterval(opts))
-	job := map[string]any{"job_name": "shepherd-test"}
-	if len(opts.Targets) > 0 {
-		job["static_configs"] = []any{map[string]any{"targets": opts.Targets}}
-	}
-	if opts.FileSD != "" {
-		job["file_sd_configs"] = []any{map[string]any{"files": []string{opts.FileSD}, "refresh_interval": iv}}
-	}
-	cfg := map[string]any{
-		"global": map[string]any{"scrape_interval": iv, "scrape_timeout": iv, "evaluation_interval": iv},
-	}
-	if len(opts.Targets) > 0 || opts.FileSD != "" {
-		cfg["scrape_configs"] = []any{job}
-	}
-	b, err := json.MarshalIndent(cfg, "", "  ")
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	p, err := devstack.StartPrometheus(ctx, devstack.PrometheusOptions{
+		Binary: bin, ScrapeInterval: opts.ScrapeInterval, FileSD: opts.FileSD, StaticTargets: opts.Targets,
+		DataDir: dir,
+	})
 	if err != nil {
-		panic(err) // maps of strings always marshal
+		t.Fatalf("starting Prometheus: %v", err)
 	}
-	return b
-}
-
-func scrapeInterval(opts PrometheusOptions) time.Duration {
-	if opts.ScrapeInterval <= 0 {
-		return time.Second
-	}
-	return opts.ScrapeInterval
-}
-
-// promDuration formats d for Prometheus, whose durations take no fractions ("1.5s" fails) but always
-// accept milliseconds.
-func promDuration(d time.Duration) string {
-	return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-}
-
-// freeLoopbackAddr returns a 127.0.0.1 address whose port was free a moment ago.
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free loopback port: %v", err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-// process is one running Prometheus.
-type process struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error // Wait's result, valid once exited is closed
-}
-
-func startPrometheus(bin, addr, cfgPath, dataDir, logPath string, extra []string) (*process, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{
-		"--config.file=" + cfgPath,
-		"--storage.tsdb.path=" + dataDir,
-		"--web.listen-address=" + addr,
-		"--log.level=info",
-	}, extra...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
-// waitReady polls /-/ready until it answers 200, the process exits or readyTimeout passes.
-func (p *process) waitReady(base string) error {
-	client := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(readyTimeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	var last error
-	for {
-		resp, err := client.Get(base + "/-/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			if b, err := os.ReadFile(p.LogFile); err == nil {
+				t.Logf("Prometheus log %s:\n%s", p.LogFile, lastLines(string(b), logTailLines))
 			}
-			last = fmt.Errorf("/-/ready answered %s", resp.Status)
-		} else {
-			last = err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w", readyTimeout, last)
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("prometheus exited: %v", p.err)
-		case <-tick.C:
-		}
-	}
+	})
+	return p.URL
 }
 
-// stop sends SIGTERM, waits up to stopTimeout and then kills. It is safe to call more than once.
-func (p *process) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// tail returns the last n lines of the file at path, or a note saying why it cannot.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(cannot read the log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}

@@ -114,21 +114,6 @@ func TestPrometheusBinary(t *testing.T) {
 	})
 }
 
-func TestPrometheusConfig(t *testing.T) {
-	got := string(prometheusConfig(PrometheusOptions{ScrapeInterval: 1500 * time.Millisecond,
-		Targets: []string{"127.0.0.1:1"}, FileSD: "/tmp/sd.json"}))
-	for _, want := range []string{`"scrape_interval": "1500ms"`, `"scrape_timeout": "1500ms"`,
-		`"targets": [`, `"127.0.0.1:1"`, `"/tmp/sd.json"`} {
-		if !strings.Contains(got, want) {
-			t.Errorf("config lacks %s:\n%s", want, got)
-		}
-	}
-	if got := string(prometheusConfig(PrometheusOptions{})); !strings.Contains(got, `"scrape_interval": "1000ms"`) ||
-		strings.Contains(got, "scrape_configs") {
-		t.Errorf("default config = %s, want a 1s interval and no scrape configs", got)
-	}
-}
-
 // probeTarget serves one gauge testenv_probe{origin="<origin>"} in the text exposition format.
 func probeTarget(t *testing.T, origin string) string {
 	t.Helper()
@@ -201,32 +186,5 @@ func TestStartPrometheus(t *testing.T) {
 	if resp, err := client.Get(base + "/-/ready"); err == nil {
 		resp.Body.Close()
 		t.Errorf("Prometheus at %s still answers (%s) after the test's cleanup", base, resp.Status)
-	}
-}
-
-// A Prometheus build that rejects the hidden discovery-reload flag must still start (without it).
-func TestStartPrometheusWithoutHiddenFlag(t *testing.T) {
-	promBin := PrometheusBinary(t)
-	wrapper := filepath.Join(t.TempDir(), "prometheus")
-	script := fmt.Sprintf(`#!/bin/sh
-for a in "$@"; do
-  case "$a" in --scrape.discovery-reload-interval=*)
-    echo "prometheus: error: unknown long flag '--scrape.discovery-reload-interval', try --help" >&2; exit 1;;
-  esac
-done
-exec %q "$@"
-`, promBin)
-	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv(EnvPrometheus, wrapper)
-	base := StartPrometheus(t, PrometheusOptions{})
-	resp, err := http.Get(base + "/-/ready")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/-/ready = %s", resp.Status)
 	}
 }
