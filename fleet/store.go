@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -28,7 +29,13 @@ func (c *controller) saveLocked() error {
 		return errorf(http.StatusInternalServerError, "record fleet state: %v (check permissions and free space of %s)",
 			err, c.cfg.StateDir)
 	}
-	if err := writeAtomic(c.cfg.FileSD, c.fileSDLocked()); err != nil {
+	// Rewrite the targets only when they change: Prometheus backs off its discovery on every write it
+	// sees, so rewriting on each traffic shift would delay the scrape of a new canary.
+	sd := c.fileSDLocked()
+	if old, err := os.ReadFile(c.cfg.FileSD); err == nil && bytes.Equal(old, sd) {
+		return nil
+	}
+	if err := writeAtomic(c.cfg.FileSD, sd); err != nil {
 		return errorf(http.StatusInternalServerError, "write Prometheus file_sd targets: %v (check FileSD %s)", err, c.cfg.FileSD)
 	}
 	return nil
