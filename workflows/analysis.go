@@ -69,19 +69,20 @@ func (s *analysisState) observe(ms []record.Measurement) (record.Verdict, string
 }
 
 // summarize is the decision-log line for one round of analysis.
+// A limit reached is told by its reason; otherwise each check's verdict ("Watching" while something is
+// off but below its limit).
 func summarize(overall record.Verdict, reason string, ms []record.Measurement) string {
+	switch overall {
+	case record.Fail, record.Inconclusive:
+		return reason
+	case "":
+		overall = "Watching"
+	}
 	parts := make([]string, len(ms))
 	for i, m := range ms {
 		parts[i] = fmt.Sprintf("%s %s (%s)", m.Check, m.Verdict, m.Reason)
 	}
-	head := string(overall)
-	if overall == "" {
-		head = "Watching"
-	}
-	if overall == record.Fail || overall == record.Inconclusive {
-		return reason
-	}
-	return head + ": " + strings.Join(parts, "; ")
+	return string(overall) + ": " + strings.Join(parts, "; ")
 }
 
 // unavailable stands for a round whose measuring activity itself failed.
