@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -226,7 +225,7 @@ func (s *stack) close() {
 func buildShepherd(out string) error {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return fmt.Errorf("the go command is not on PATH: %w", err)
 	}
 	root, err := moduleRoot()
 	if err != nil {

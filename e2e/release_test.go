@@ -311,11 +311,11 @@ func TestRawStartsThatMustFail(t *testing.T) {
 					t.Errorf("failure: want a non-retryable ApplicationError of type %s, got %#v", c.wantType, err)
 				}
 			}
-			d, err := e.client.DescribeWorkflowExecution(ctx, c.workflowID, "")
+			d, err := e.client.DescribeWorkflow(ctx, c.workflowID, "")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := d.GetWorkflowExecutionInfo().GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+			if got := d.RawResponse.GetWorkflowExecutionInfo().GetStatus(); got != enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
 				t.Errorf("status %s, want FAILED", got)
 			}
 			// Failed on its first workflow task, not retried: no failed or timed-out workflow tasks.
