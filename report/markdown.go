@@ -240,7 +240,7 @@ func (w *mdWriter) measurementTable(res record.Result, ms []record.Measurement) 
 		if reason == "" {
 			reason = m.Error
 		}
-		rows[i] = []string{clock(m.Time), stageNum(m.Stage), m.Check, value(m), threshold(m), string(m.Verdict), reason}
+		rows[i] = []string{clock(m.Time), stageNum(m.Stage), m.Check, valueCell(m), m.ThresholdText(), string(m.Verdict), reason}
 	}
 	w.table([]string{"Time", "Stage", "Check", "Value", "Threshold", "Verdict", "Reason"}, "-r-r", rows)
 }
@@ -293,41 +293,22 @@ func allMeasurements(res record.Result) []record.Measurement {
 	return out
 }
 
+// valueCell is the value alone: the table's reason column already says why a value is missing.
+func valueCell(m record.Measurement) string {
+	if m.Value == nil {
+		return "no value"
+	}
+	return record.Exact(*m.Value)
+}
+
 // evidence summarises measurements in one line: "error-rate = 0.052 (max 0.01): Fail".
 func evidence(ms []record.Measurement) string {
 	parts := make([]string, len(ms))
 	for i, m := range ms {
-		s := m.Check + " = " + value(m)
-		if t := threshold(m); t != "" {
-			s += " (" + t + ")"
-		}
-		parts[i] = s + ": " + string(m.Verdict)
+		parts[i] = m.Summary()
 	}
 	return strings.Join(parts, "; ")
 }
-
-func value(m record.Measurement) string {
-	if m.Value == nil {
-		return "no value"
-	}
-	return num(*m.Value)
-}
-
-func threshold(m record.Measurement) string {
-	var parts []string
-	if m.Min != nil {
-		parts = append(parts, "min "+num(*m.Min))
-	}
-	if m.Max != nil {
-		parts = append(parts, "max "+num(*m.Max))
-	}
-	if m.Baseline != nil {
-		parts = append(parts, "baseline "+num(*m.Baseline)+" +"+num(m.BaselineMaxRelativeIncrease*100)+"%")
-	}
-	return strings.Join(parts, ", ")
-}
-
-func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 // human formats a duration the way people write it: "15m", "1h30m", "1.204s", "310ms".
 func human(d time.Duration) string {

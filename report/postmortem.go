@@ -184,7 +184,7 @@ type checkTrouble struct {
 
 // failedText: "error-rate = 0.052 (max 0.01) at stage 2 (1 failed measurement)".
 func (c checkTrouble) failedText() string {
-	return fmt.Sprintf("%s = %s (%s) at stage %d (%s)", c.check, value(c.last), threshold(c.last), c.last.Stage,
+	return fmt.Sprintf("%s = %s (%s) at stage %d (%s)", c.check, c.last.ValueText(), c.last.ThresholdText(), c.last.Stage,
 		times(c.count, "failed measurement"))
 }
 
@@ -253,7 +253,7 @@ func suggestions(res record.Result, failed, inconclusive []checkTrouble) []strin
 	var out []string
 	for _, c := range failed {
 		out = append(out, fmt.Sprintf("Find out why %s was %s (%s) with %d%% of traffic on %s, and fix it before "+
-			"releasing again.", c.check, value(c.last), threshold(c.last), stagePercent(res, c.last.Stage), res.Version))
+			"releasing again.", c.check, c.last.ValueText(), c.last.ThresholdText(), stagePercent(res, c.last.Stage), res.Version))
 	}
 	for _, c := range inconclusive {
 		s := fmt.Sprintf("Make check %s reliably measurable", c.check)

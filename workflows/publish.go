@@ -75,7 +75,7 @@ func (r *release) detailsMarkdown() string {
 	if len(s.Latest) > 0 {
 		b.WriteString("\n| Check | Value | Threshold | Verdict |\n|---|---|---|---|\n")
 		for _, m := range s.Latest {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m.Check, valueText(m), thresholdText(m), m.Verdict)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m.Check, valueText(m), m.ThresholdText(), m.Verdict)
 		}
 	}
 	if n := len(s.Decisions); n > 0 {
@@ -89,18 +89,4 @@ func valueText(m record.Measurement) string {
 		return "no data"
 	}
 	return record.Num(*m.Value)
-}
-
-func thresholdText(m record.Measurement) string {
-	var parts []string
-	if m.Max != nil {
-		parts = append(parts, "≤ "+record.Num(*m.Max))
-	}
-	if m.Min != nil {
-		parts = append(parts, "≥ "+record.Num(*m.Min))
-	}
-	if m.BaselineMaxRelativeIncrease > 0 {
-		parts = append(parts, fmt.Sprintf("≤ baseline +%s%%", record.Num(m.BaselineMaxRelativeIncrease*100)))
-	}
-	return strings.Join(parts, ", ")
 }

@@ -2,7 +2,6 @@ package notify
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"text/template"
 
@@ -55,8 +54,8 @@ var DefaultTemplates = map[EventKind]string{
 var funcs = template.FuncMap{
 	"evidence":    Evidence,
 	"measurement": FormatMeasurement,
-	"value":       formatValue,
-	"threshold":   formatThreshold,
+	"value":       record.Measurement.ValueText,
+	"threshold":   record.Measurement.ThresholdText,
 }
 
 func parseTemplate(k EventKind, text string) (*template.Template, error) {
@@ -109,44 +108,7 @@ func Evidence(ms []record.Measurement) string {
 
 // FormatMeasurement says check, value, threshold and verdict in one line:
 // "error-rate = 0.052 (max 0.01): Fail".
-func FormatMeasurement(m record.Measurement) string {
-	s := m.Check + " = " + formatValue(m)
-	if t := formatThreshold(m); t != "" {
-		s += " (" + t + ")"
-	}
-	if m.Verdict != "" {
-		s += ": " + string(m.Verdict)
-	}
-	return s
-}
-
-// formatValue is the measured value, or why there is none.
-func formatValue(m record.Measurement) string {
-	if m.Value == nil {
-		if m.Error != "" {
-			return "no value (" + m.Error + ")"
-		}
-		return "no value"
-	}
-	return num(*m.Value)
-}
-
-// formatThreshold lists the limits the value was held to: "max 0.01, baseline 0.004 +20%".
-func formatThreshold(m record.Measurement) string {
-	var parts []string
-	if m.Min != nil {
-		parts = append(parts, "min "+num(*m.Min))
-	}
-	if m.Max != nil {
-		parts = append(parts, "max "+num(*m.Max))
-	}
-	if m.Baseline != nil {
-		parts = append(parts, "baseline "+num(*m.Baseline)+" +"+num(m.BaselineMaxRelativeIncrease*100)+"%")
-	}
-	return strings.Join(parts, ", ")
-}
-
-func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+func FormatMeasurement(m record.Measurement) string { return m.Summary() }
 
 var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
