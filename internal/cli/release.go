@@ -135,65 +135,54 @@ func uiLink(workflowID, runID string) string {
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var runID string
-	cmd := &cobra.Command{
+	return newQueryCmd(g, &cobra.Command{
 		Use:   "status SERVICE",
 		Short: "Show a release's phase, stage, traffic and latest checks",
 		Example: `  shepherd status checkout
   shepherd status checkout --env staging -o json`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := serviceArg(args)
-			if err != nil {
-				return err
-			}
-			st, err := queryStatus(cmd.Context(), svc, g.env, runID)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(st)
-			}
-			renderStatus(g.stdout, st, time.Now())
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
-	return cmd
-}
-
-func queryStatus(ctx context.Context, svc, env, runID string) (record.Status, error) {
-	c, err := dial(ctx)
-	if err != nil {
-		return record.Status{}, err
-	}
-	defer c.Close()
-	return starter.Status(ctx, c, svc, env, runID)
+	}, func(st record.Status) error {
+		if g.json() {
+			return g.printJSON(st)
+		}
+		renderStatus(g.stdout, st, time.Now())
+		return nil
+	})
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {
-	var runID string
-	cmd := &cobra.Command{
+	return newQueryCmd(g, &cobra.Command{
 		Use:   "history SERVICE",
 		Short: "Print a release's decision log: every transition, approval, measurement and rollback step",
 		Example: `  shepherd history checkout
   shepherd history checkout --run 4f1c... -o json`,
-		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := serviceArg(args)
-			if err != nil {
-				return err
-			}
-			st, err := queryStatus(cmd.Context(), svc, g.env, runID)
-			if err != nil {
-				return err
-			}
-			if g.json() {
-				return g.printJSON(st.Decisions)
-			}
-			renderDecisions(g.stdout, st.Decisions)
-			return nil
-		},
+	}, func(st record.Status) error {
+		if g.json() {
+			return g.printJSON(st.Decisions)
+		}
+		renderDecisions(g.stdout, st.Decisions)
+		return nil
+	})
+}
+
+// newQueryCmd completes cmd as a command that asks one release for its status and shows it.
+func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
+	var runID string
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		svc, err := serviceArg(args)
+		if err != nil {
+			return err
+		}
+		c, err := dial(cmd.Context())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		st, err := starter.Status(cmd.Context(), c, svc, g.env, runID)
+		if err != nil {
+			return err
+		}
+		return show(st)
 	}
 	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
 	return cmd
