@@ -280,6 +280,21 @@ func TestRawStartsThatMustFail(t *testing.T) {
 				"stages": []any{map[string]any{"percent": 100, "soak": 5}}, // a number, not "5s"
 			},
 			wantMessage: []string{`want a duration string such as "15m" or "30s", got 5`},
+			wantType:    workflows.ErrTypeInvalidSpec,
+		},
+		{
+			name:       "misspelt key",
+			workflowID: spec.WorkflowID("e2e-misspelt", envName),
+			input: map[string]any{
+				"service": "e2e-misspelt", "version": "v2",
+				"target": map[string]any{"type": "exec", "exec": map[string]any{
+					"deploy":  "echo deploy >> " + shellQuote(filepath.Join(dir, "misspelt.log")),
+					"traffic": "true", "promote": "true", "rollback": "true",
+				}},
+				"stages": []any{map[string]any{"percent": 100, "soak": "1s", "aproval": true}},
+			},
+			wantMessage: []string{`unknown key "aproval"`},
+			wantType:    workflows.ErrTypeInvalidSpec,
 		},
 	}
 	for _, c := range cases {
@@ -329,7 +344,7 @@ func TestRawStartsThatMustFail(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"wrong-id.log", "invalid.log", "undecodable.log"} {
+	for _, name := range []string{"wrong-id.log", "invalid.log", "undecodable.log", "misspelt.log"} {
 		wantLines(t, filepath.Join(dir, name))
 	}
 }
