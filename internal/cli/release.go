@@ -164,11 +164,10 @@ func newHistoryCmd(g *globals) *cobra.Command {
 	})
 }
 
-// newQueryCmd completes cmd as a command that asks one release for its status and shows it.
-func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
-	var runID string
-	cmd.Args = cobra.ArbitraryArgs
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+// releaseRunE is the RunE of a command that acts on one release: it reads the service argument, dials
+// Temporal and hands both to fn.
+func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
 		svc, err := serviceArg(args)
 		if err != nil {
 			return err
@@ -178,12 +177,21 @@ func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error)
 			return err
 		}
 		defer c.Close()
-		st, err := starter.Status(cmd.Context(), c, svc, g.env, runID)
+		return fn(cmd.Context(), c, svc)
+	}
+}
+
+// newQueryCmd completes cmd as a command that asks one release for its status and shows it.
+func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
+	var runID string
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.RunE = releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+		st, err := starter.Status(ctx, c, svc, g.env, runID)
 		if err != nil {
 			return err
 		}
 		return show(st)
-	}
+	})
 	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
 	return cmd
 }
@@ -198,18 +206,9 @@ values and each new decision. Exits 0 when promoted, 3 when rolled back, 4 when 
 		Example: `  shepherd watch checkout
   shepherd watch checkout -o json   # one JSON status per change`,
 		Args: cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := serviceArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			return follow(cmd.Context(), g, c, svc, g.env, runID)
-		},
+		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+			return follow(ctx, g, c, svc, g.env, runID)
+		}),
 	}
 	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
 	return cmd
@@ -302,17 +301,8 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 		Long:    h.long + "\nSent as a Temporal update: the answer says at once whether the release accepted it, and why not.",
 		Example: h.example,
 		Args:    cobra.ArbitraryArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			svc, err := serviceArg(args)
-			if err != nil {
-				return err
-			}
-			c, err := dial(cmd.Context())
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			resp, err := starter.Control(cmd.Context(), c, svc, g.env, name, req)
+		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+			resp, err := starter.Control(ctx, c, svc, g.env, name, req)
 			if errors.Is(err, starter.ErrRejected) {
 				return withHint(ExitRejected, err, "shepherd status "+svc+" shows where the release is")
 			}
@@ -324,7 +314,7 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "%s: %s (phase %s)\n", name, resp.Message, resp.Phase)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&req.By, "by", whoami(), "who is asking (recorded in the decision log)")
 	cmd.Flags().StringVar(&req.Reason, "reason", "", "why (recorded in the decision log)")
