@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/shepherd-release/shepherd/internal/cli"
 	"github.com/shepherd-release/shepherd/internal/devstack"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/record"
 )
@@ -159,9 +159,8 @@ func demoTool(t *testing.T, name string, find func() (string, error)) string {
 func buildDemoService(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "demo-service")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/shepherd-release/shepherd/cmd/demo-service").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building demo-service: %v\n%s", err, out)
+	if err := testenv.GoBuild(bin, testenv.Module+"/cmd/demo-service"); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

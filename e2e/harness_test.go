@@ -117,6 +117,18 @@ func (e *tenv) startWorker(stateDir string) *workerProc {
 	}
 }
 
+// newReleaseEnv is how most tests begin: a namespace of their own with a worker polling it, the
+// release's workflow ID (terminated at cleanup if still running) and the path of its side-effect log.
+func newReleaseEnv(t *testing.T, service string) (e *tenv, workflowID, logPath string) {
+	t.Helper()
+	e = newEnv(t, service)
+	workflowID = spec.WorkflowID(service, envName)
+	logPath = filepath.Join(t.TempDir(), "release.log")
+	e.startWorker(t.TempDir())
+	e.terminateOnCleanup(t, workflowID)
+	return e, workflowID, logPath
+}
+
 // pid is the worker's process ID; the SDK's worker identity is "<pid>@<host>@".
 func (w *workerProc) pid() int { return w.cmd.Process.Pid }
 

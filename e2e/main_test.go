@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/shepherd-release/shepherd/internal/devstack"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/worker"
 	"github.com/shepherd-release/shepherd/workflows"
 )
@@ -223,22 +223,7 @@ func (s *stack) close() {
 
 // buildShepherd builds ./cmd/shepherd, as `go build -o bin/shepherd ./cmd/shepherd` does.
 func buildShepherd(out string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return fmt.Errorf("the go command is not on PATH: %w", err)
-	}
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/shepherd")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/shepherd: %v\n%s", err, b)
-	}
-	return nil
+	return testenv.GoBuild(out, testenv.Module+"/cmd/shepherd")
 }
 
 // moduleRoot is the directory holding go.mod, found upwards from the test's working directory.

@@ -28,11 +28,7 @@ import (
 func TestGoodRelease(t *testing.T) {
 	const svc = "e2e-good"
 	t.Parallel()
-	e := newEnv(t, svc)
-	id := spec.WorkflowID(svc, envName)
-	log := filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
-	e.terminateOnCleanup(t, id)
+	e, id, log := newReleaseEnv(t, svc)
 
 	f := writeJSON(t, "release.json", execRelease(svc, log,
 		stage(10, time.Second), stage(50, time.Second), stage(100, time.Second)))
@@ -63,11 +59,7 @@ func TestGoodRelease(t *testing.T) {
 func TestAbortMidSoakWithTemporalSignal(t *testing.T) {
 	const svc = "e2e-abort"
 	t.Parallel()
-	e := newEnv(t, svc)
-	id := spec.WorkflowID(svc, envName)
-	log := filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
-	e.terminateOnCleanup(t, id)
+	e, id, log := newReleaseEnv(t, svc)
 
 	f := writeJSON(t, "release.json", execRelease(svc, log,
 		stage(10, time.Second), stage(50, 5*time.Minute), stage(100, time.Second)))
@@ -99,11 +91,7 @@ func TestAbortMidSoakWithTemporalSignal(t *testing.T) {
 func TestApprovalGates(t *testing.T) {
 	const svc = "e2e-approval"
 	t.Parallel()
-	e := newEnv(t, svc)
-	id := spec.WorkflowID(svc, envName)
-	log := filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
-	e.terminateOnCleanup(t, id)
+	e, id, log := newReleaseEnv(t, svc)
 
 	f := writeJSON(t, "release.json", execRelease(svc, log,
 		stage(10, time.Second), gated(25, time.Second), gated(50, time.Second), gated(100, time.Second)))
@@ -179,11 +167,7 @@ func TestApprovalGates(t *testing.T) {
 func TestSecondReleaseRefused(t *testing.T) {
 	const svc = "e2e-concurrent"
 	t.Parallel()
-	e := newEnv(t, svc)
-	id := spec.WorkflowID(svc, envName)
-	log := filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
-	e.terminateOnCleanup(t, id)
+	e, id, log := newReleaseEnv(t, svc)
 
 	first := execRelease(svc, log, stage(50, 5*time.Minute), stage(100, time.Second))
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "v2.json", first)), cli.ExitOK)
@@ -355,11 +339,7 @@ func TestRawStartsThatMustFail(t *testing.T) {
 func TestTemporalCLIStartQueryList(t *testing.T) {
 	const svc = "e2e-temporal-cli"
 	t.Parallel()
-	e := newEnv(t, svc)
-	id := spec.WorkflowID(svc, envName)
-	log := filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
-	e.terminateOnCleanup(t, id)
+	e, id, log := newReleaseEnv(t, svc)
 
 	in := writeJSON(t, "release.json", execRelease(svc, log, gated(50, time.Second), stage(100, time.Second)))
 	r := e.temporalCLI("workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.ReleaseWorkflow,

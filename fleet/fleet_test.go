@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -32,9 +32,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	demoBinary = filepath.Join(dir, "demo-service")
-	out, err := exec.Command("go", "build", "-o", demoBinary, "github.com/shepherd-release/shepherd/cmd/demo-service").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build demo-service: %v\n%s", err, out)
+	if err := testenv.GoBuild(demoBinary, testenv.Module+"/cmd/demo-service"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}

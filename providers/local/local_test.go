@@ -8,13 +8,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -27,9 +27,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	demoBinary = filepath.Join(dir, "demo-service")
-	out, err := exec.Command("go", "build", "-o", demoBinary, "github.com/shepherd-release/shepherd/cmd/demo-service").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build demo-service: %v\n%s", err, out)
+	if err := testenv.GoBuild(demoBinary, testenv.Module+"/cmd/demo-service"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
