@@ -323,21 +323,6 @@ func measurements(soak, interval time.Duration) int {
 	return int((soak + interval - 1) / interval)
 }
 
-// passCondition is what a check's value must satisfy, e.g. "≤ 0.01, ≤ stable + 20%".
-func passCondition(c spec.Check) string {
-	var parts []string
-	if c.Max != nil {
-		parts = append(parts, "≤ "+num(*c.Max))
-	}
-	if c.Min != nil {
-		parts = append(parts, "≥ "+num(*c.Min))
-	}
-	if c.Baseline != nil {
-		parts = append(parts, "≤ stable + "+num(c.Baseline.MaxRelativeIncrease*100)+"%")
-	}
-	return strings.Join(parts, ", ")
-}
-
 // failCondition is what fails a check, e.g. "> 0.5 or > stable + 20%".
 func failCondition(c spec.Check) string {
 	var parts []string
@@ -406,7 +391,7 @@ func (p *planner) successCriteria() {
 				base += " (own baseline query)"
 			}
 		}
-		rows = append(rows, []string{code(c.Name), cell(passCondition(c)), base})
+		rows = append(rows, []string{code(c.Name), cell(c.PassCondition()), base})
 	}
 	m.table([]string{"Check", "Passes when the value is", "Baseline margin"}, rows)
 	data := templateData(d, 1, d.Stages[0].Percent)
@@ -733,7 +718,7 @@ func describePrecheck(c spec.Precheck, data spec.TemplateData) (kind, passes, ti
 		return "exec", passes, timeout
 	case c.Prometheus != nil:
 		q := c.Prometheus
-		cond := passCondition(spec.Check{Max: q.Max, Min: q.Min})
+		cond := spec.Check{Max: q.Max, Min: q.Min}.PassCondition()
 		return "prometheus", code(renderQuery(q.Query, data)) + " " + cell(cond), timeout
 	case c.Signoff != nil:
 		s := c.Signoff

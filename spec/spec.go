@@ -5,6 +5,7 @@ package spec
 
 import (
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -212,6 +213,21 @@ const (
 		` / sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}"}[1m]))`
 	DefaultLatencyQuery = `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="{{.Service}}",version="{{.Version}}"}[1m])))`
 )
+
+// PassCondition says what the check's value must satisfy, e.g. "≤ 0.01, ≤ stable + 20%".
+func (c Check) PassCondition() string {
+	var parts []string
+	if c.Max != nil {
+		parts = append(parts, "≤ "+strconv.FormatFloat(*c.Max, 'g', -1, 64))
+	}
+	if c.Min != nil {
+		parts = append(parts, "≥ "+strconv.FormatFloat(*c.Min, 'g', -1, 64))
+	}
+	if c.Baseline != nil {
+		parts = append(parts, "≤ stable + "+strconv.FormatFloat(c.Baseline.MaxRelativeIncrease*100, 'g', -1, 64)+"%")
+	}
+	return strings.Join(parts, ", ")
+}
 
 // DefaultChecks returns the default checks: error rate <= 1 % and p99 latency <= 500 ms.
 func DefaultChecks() []Check {

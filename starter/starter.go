@@ -257,24 +257,10 @@ func PlanMarkdown(d spec.Release) string {
 		fmt.Fprintf(&b, "\nAnalysis every %s (rollback after %d failed, pause after %d inconclusive in a row):\n",
 			d.Analysis.Interval, d.Analysis.FailureLimit, d.Analysis.InconclusiveLimit)
 		for _, c := range d.Analysis.Checks {
-			fmt.Fprintf(&b, "- %s: %s\n", c.Name, thresholds(c))
+			fmt.Fprintf(&b, "- %s: %s\n", c.Name, c.PassCondition())
 		}
 	}
 	return b.String()
-}
-
-func thresholds(c spec.Check) string {
-	var parts []string
-	if c.Max != nil {
-		parts = append(parts, fmt.Sprintf("≤ %g", *c.Max))
-	}
-	if c.Min != nil {
-		parts = append(parts, fmt.Sprintf("≥ %g", *c.Min))
-	}
-	if c.Baseline != nil {
-		parts = append(parts, fmt.Sprintf("≤ stable + %g%%", c.Baseline.MaxRelativeIncrease*100))
-	}
-	return strings.Join(parts, ", ")
 }
 
 func orUnknown(s string) string {
