@@ -12,19 +12,22 @@ import (
 // Retry policies. Forward steps retry a few times and then roll the release back; health checks poll;
 // rollback steps retry much longer, because giving up on a rollback leaves production half-changed.
 var (
+	// permanentStepErrors are the activity error types a retry cannot fix.
+	permanentStepErrors = []string{activities.ErrTypePermanent, activities.ErrTypeUnknownTarget}
+
 	forwardRetry = &temporal.RetryPolicy{
 		InitialInterval:        time.Second,
 		BackoffCoefficient:     2,
 		MaximumInterval:        30 * time.Second,
 		MaximumAttempts:        3,
-		NonRetryableErrorTypes: []string{activities.ErrTypePermanent, activities.ErrTypeUnknownTarget},
+		NonRetryableErrorTypes: permanentStepErrors,
 	}
 	healthRetry = &temporal.RetryPolicy{
 		InitialInterval:        time.Second,
 		BackoffCoefficient:     1.5,
 		MaximumInterval:        10 * time.Second,
 		MaximumAttempts:        12,
-		NonRetryableErrorTypes: []string{activities.ErrTypePermanent, activities.ErrTypeUnknownTarget},
+		NonRetryableErrorTypes: permanentStepErrors,
 	}
 	rollbackRetry = &temporal.RetryPolicy{
 		InitialInterval:        time.Second,
