@@ -21,11 +21,18 @@ const (
 	ErrTypeUnknownTarget = "UnknownTarget"
 	// ErrTypePermanent: the provider said retrying cannot help (bad request, bad template, conflict).
 	ErrTypePermanent = "PermanentStepFailure"
+	// ErrTypeStaleWrite: the target refused the step because it has applied a newer step of the same
+	// release (a late write from a cancelled or partitioned attempt). Never retried.
+	ErrTypeStaleWrite = "StaleWrite"
 )
 
 // ErrPermanent marks a provider error that retrying cannot fix. Providers wrap it (fmt.Errorf("...: %w",
 // ErrPermanent)) or return an error whose chain contains it; the activity then fails non-retryably.
 var ErrPermanent = errors.New("permanent failure")
+
+// ErrStaleWrite is what a target returns (wrapped) when it refuses a step whose fencing token
+// (TemplateData.ReleaseID + Seq) is older than the newest it has applied for that release.
+var ErrStaleWrite = errors.New("stale write refused: a newer step of this release was applied")
 
 // HeartbeatInterval is how often a running step heartbeats; workflows set HeartbeatTimeout above it.
 const HeartbeatInterval = 5 * time.Second
@@ -152,6 +159,9 @@ func (a *Activities) classify(what string, in StepInput, err error) error {
 		return nil
 	}
 	msg := fmt.Sprintf("%s of %s %s in %s failed: %v", what, in.Data.Service, in.Data.Version, in.Data.Environment, err)
+	if errors.Is(err, ErrStaleWrite) {
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeStaleWrite, err)
+	}
 	if errors.Is(err, ErrPermanent) || (a.IsPermanent != nil && a.IsPermanent(err)) {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, err)
 	}

@@ -191,6 +191,14 @@ type TemplateData struct {
 	Percent         int
 	Stage           int
 	ReleaseID       string
+	// Step names the target step being run: "deploy", "health", "traffic", "promote",
+	// "rollback-traffic" or "remove-canary" ("" outside target steps).
+	Step string
+	// Seq is the step's fencing sequence number within the release: every target step the workflow
+	// starts (forward or rollback) gets a larger one, and every retry of one step carries the same one.
+	// ReleaseID + Seq is the fencing token: a target refuses a write whose Seq is older than the newest it
+	// has applied for the release (docs/targets.md).
+	Seq int64
 }
 
 // Env is the SHEPHERD_* environment every command Shepherd runs gets (exec target, exec prechecks).
@@ -203,6 +211,8 @@ func (d TemplateData) Env() []string {
 		"SHEPHERD_PERCENT=" + strconv.Itoa(d.Percent),
 		"SHEPHERD_STAGE=" + strconv.Itoa(d.Stage),
 		"SHEPHERD_RELEASE_ID=" + d.ReleaseID,
+		"SHEPHERD_STEP=" + d.Step,
+		"SHEPHERD_STEP_SEQ=" + strconv.FormatInt(d.Seq, 10),
 	}
 }
 
