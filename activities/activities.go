@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -26,13 +27,11 @@ const (
 	ErrTypeStaleWrite = "StaleWrite"
 )
 
-// ErrPermanent marks a provider error that retrying cannot fix. Providers wrap it (fmt.Errorf("...: %w",
-// ErrPermanent)) or return an error whose chain contains it; the activity then fails non-retryably.
-var ErrPermanent = errors.New("permanent failure")
+// ErrPermanent is providers.ErrPermanent, kept here for callers of this package.
+var ErrPermanent = providers.ErrPermanent
 
-// ErrStaleWrite is what a target returns (wrapped) when it refuses a step whose fencing token
-// (TemplateData.ReleaseID + Seq) is older than the newest it has applied for that release.
-var ErrStaleWrite = errors.New("stale write refused: a newer step of this release was applied")
+// ErrStaleWrite is providers.ErrStaleWrite, kept here for callers of this package.
+var ErrStaleWrite = providers.ErrStaleWrite
 
 // HeartbeatInterval is how often a running step heartbeats; workflows set HeartbeatTimeout above it.
 const HeartbeatInterval = 5 * time.Second

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -22,13 +23,8 @@ type Target interface {
 	Rollback(ctx context.Context, cfg spec.Target, data spec.TemplateData) error
 }
 
-// Metrics evaluates one check query to a single number. Any error (unreachable server, empty result, NaN,
-// several series) makes the measurement inconclusive, never a pass.
-type Metrics interface {
-	// Evaluate renders queryTemplate over data (escaping values for PromQL label matchers), runs it and
-	// returns the value and the query that ran.
-	Evaluate(ctx context.Context, queryTemplate string, data spec.TemplateData) (value float64, query string, err error)
-}
+// Metrics is providers.Metrics.
+type Metrics = providers.Metrics
 
 // MetricsFactory builds the Metrics for a spec's Prometheus settings; credentials are resolved here,
 // inside the worker, never in the workflow.

@@ -14,7 +14,7 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -26,9 +26,6 @@ type Target struct {
 	// Shell runs the commands; default "sh".
 	Shell string
 }
-
-var _ activities.Target = Target{}
-var _ activities.Preflighter = Target{}
 
 // Deploy runs target.exec.deploy.
 func (t Target) Deploy(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
@@ -61,7 +58,7 @@ func (t Target) Rollback(ctx context.Context, cfg spec.Target, d spec.TemplateDa
 // Preflight renders every command and checks the working directory and the shell, changing nothing.
 func (t Target) Preflight(_ context.Context, cfg spec.Target, d spec.TemplateData) error {
 	if cfg.Exec == nil {
-		return fmt.Errorf("target.exec is missing: %w", activities.ErrPermanent)
+		return fmt.Errorf("target.exec is missing: %w", providers.ErrPermanent)
 	}
 	for _, step := range []string{"deploy", "traffic", "promote", "rollback", "health"} {
 		if _, err := Render(cfg.Exec, step, d); err != nil {
@@ -70,11 +67,11 @@ func (t Target) Preflight(_ context.Context, cfg spec.Target, d spec.TemplateDat
 	}
 	if dir := cfg.Exec.Dir; dir != "" {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("target.exec.dir %q is not a directory on this worker: %w", dir, activities.ErrPermanent)
+			return fmt.Errorf("target.exec.dir %q is not a directory on this worker: %w", dir, providers.ErrPermanent)
 		}
 	}
 	if _, err := osexec.LookPath(t.shell()); err != nil {
-		return fmt.Errorf("shell %q not found on this worker: %w", t.shell(), activities.ErrPermanent)
+		return fmt.Errorf("shell %q not found on this worker: %w", t.shell(), providers.ErrPermanent)
 	}
 	return nil
 }
@@ -86,7 +83,7 @@ func (t Target) shell() string {
 	return "sh"
 }
 
-// Render returns the command for step with the template applied. Errors wrap activities.ErrPermanent:
+// Render returns the command for step with the template applied. Errors wrap providers.ErrPermanent:
 // a template that does not render will not render on a retry either.
 func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, error) {
 	var src string
@@ -102,22 +99,22 @@ func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, err
 	case "health":
 		src = cfg.Health
 	default:
-		return "", fmt.Errorf("unknown exec step %q: %w", step, activities.ErrPermanent)
+		return "", fmt.Errorf("unknown exec step %q: %w", step, providers.ErrPermanent)
 	}
 	tmpl, err := template.New(step).Option("missingkey=error").Parse(src)
 	if err != nil {
-		return "", fmt.Errorf("target.exec.%s: template does not parse: %v: %w", step, err, activities.ErrPermanent)
+		return "", fmt.Errorf("target.exec.%s: template does not parse: %v: %w", step, err, providers.ErrPermanent)
 	}
 	var b strings.Builder
 	if err := tmpl.Execute(&b, d); err != nil {
-		return "", fmt.Errorf("target.exec.%s: template does not render: %v: %w", step, err, activities.ErrPermanent)
+		return "", fmt.Errorf("target.exec.%s: template does not render: %v: %w", step, err, providers.ErrPermanent)
 	}
 	return b.String(), nil
 }
 
 func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.TemplateData) error {
 	if cfg.Exec == nil {
-		return fmt.Errorf("target.exec is missing: %w", activities.ErrPermanent)
+		return fmt.Errorf("target.exec is missing: %w", providers.ErrPermanent)
 	}
 	script, err := Render(cfg.Exec, step, d)
 	if err != nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -44,7 +44,7 @@ func TestFailureCarriesExitCodeAndOutputTail(t *testing.T) {
 	assert.Contains(t, err.Error(), "deploy command exited with code 7")
 	assert.True(t, strings.HasSuffix(err.Error(), "image v2 not found"), err.Error())
 	assert.Less(t, len(err.Error()), 2200, "only the tail of the output goes into the error")
-	assert.False(t, errors.Is(err, activities.ErrPermanent), "a failing command may succeed on retry")
+	assert.False(t, errors.Is(err, providers.ErrPermanent), "a failing command may succeed on retry")
 }
 
 func TestTimeoutKillsTheWholeCommand(t *testing.T) {
@@ -80,12 +80,12 @@ func TestPreflightFindsPermanentProblems(t *testing.T) {
 	bad.Deploy = "d {{.Nope}}"
 	err := Target{}.Preflight(context.Background(), target(t.TempDir(), bad), data)
 	require.Error(t, err)
-	assert.True(t, errors.Is(err, activities.ErrPermanent))
+	assert.True(t, errors.Is(err, providers.ErrPermanent))
 	assert.Contains(t, err.Error(), "target.exec.deploy: template does not render")
 
 	err = Target{}.Preflight(context.Background(), target("/does/not/exist", ok), data)
 	assert.ErrorContains(t, err, `target.exec.dir "/does/not/exist" is not a directory`)
-	assert.True(t, errors.Is(err, activities.ErrPermanent))
+	assert.True(t, errors.Is(err, providers.ErrPermanent))
 
 	err = Target{Shell: "no-such-shell"}.Preflight(context.Background(), target(t.TempDir(), ok), data)
 	assert.ErrorContains(t, err, `shell "no-such-shell" not found`)

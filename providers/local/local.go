@@ -15,15 +15,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
 // ErrPermanent is in the chain of every error that retrying cannot fix: the controller answered 4xx (bad
-// request, unknown service, conflicting state). It is activities.ErrPermanent, so the activity layer fails
+// request, unknown service, conflicting state). It is providers.ErrPermanent, so the activity layer fails
 // the step without retrying; transport errors and 5xx answers do not wrap it and are retried.
-var ErrPermanent = activities.ErrPermanent
+var ErrPermanent = providers.ErrPermanent
 
 // Default timeouts for one call to the controller.
 const (
@@ -34,9 +34,9 @@ const (
 	DefaultDeployTimeout = 60 * time.Second
 )
 
-// Target implements activities.Target against the fleet controller at cfg.Local.Controller (default
+// Target is the local deploy target against the fleet controller at cfg.Local.Controller (default
 // spec.DefaultLocalController). The zero value is ready to use. Every call is idempotent on the
-// controller's side, as activities.Target requires.
+// controller's side, as a target must be.
 type Target struct {
 	// Client sends the requests; default a plain http.Client (each call is bounded by a timeout below).
 	Client *http.Client
@@ -45,8 +45,6 @@ type Target struct {
 	// DeployTimeout bounds deploy and bootstrap; default 60s.
 	DeployTimeout time.Duration
 }
-
-var _ activities.Target = (*Target)(nil)
 
 // ControllerError is an error answer from the controller. For 4xx answers other than 408 and 429 it
 // unwraps to ErrPermanent.

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/internal/testenv"
+	"github.com/shepherd-release/shepherd/providers"
 	promprovider "github.com/shepherd-release/shepherd/providers/prometheus"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -105,7 +105,7 @@ func TestDefaultChecksAgainstRealPrometheus(t *testing.T) {
 	a := newApp(t)
 	a.traffic() // every series exists before the first scrape
 	base := testenv.StartPrometheus(t, testenv.PrometheusOptions{Targets: []string{a.target}})
-	var m activities.Metrics
+	var m providers.Metrics
 	m, err := promprovider.New(spec.Prometheus{Address: base, Timeout: spec.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
-	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -79,10 +79,7 @@ var retryBackoff = []time.Duration{100 * time.Millisecond, 300 * time.Millisecon
 // provider would leave idle connections behind each time. Credentials are set per request, not here.
 var transport = http.DefaultTransport.(*http.Transport).Clone()
 
-// Compile-time check that New is a MetricsFactory.
-var _ activities.MetricsFactory = New
-
-// provider implements activities.Metrics against one Prometheus server.
+// provider implements providers.Metrics against one Prometheus server.
 type provider struct {
 	address string
 	client  api.Client
@@ -93,7 +90,7 @@ type provider struct {
 // New returns Metrics querying the Prometheus at cfg.Address (default spec.DefaultPrometheusAddress). It
 // checks that the configured credentials can be read now, so a missing variable or file fails fast, and
 // reads them again on every query so rotated secrets are picked up.
-func New(cfg spec.Prometheus) (activities.Metrics, error) {
+func New(cfg spec.Prometheus) (providers.Metrics, error) {
 	addr := cfg.Address
 	if addr == "" {
 		addr = spec.DefaultPrometheusAddress
