@@ -1,0 +1,114 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+const sample = `
+targets:
+  checkout-staging:
+    type: exec
+    deploy: ./deploy.sh {{shq .Version}}
+metrics:
+  prod-prometheus: {type: prometheus, address: "http://prometheus:9090"}
+notifications:
+  releases-slack: {type: slack, url: {env: SLACK_URL}}
+reports: {dir: /var/lib/shepherd/reports}
+`
+
+func TestParseSplitsTypeFromSettings(t *testing.T) {
+	c, err := config.Parse([]byte(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := c.Targets["checkout-staging"]
+	if tg.Type != "exec" || string(tg.Settings) != `{"deploy":"./deploy.sh {{shq .Version}}"}` {
+		t.Errorf("target = %q %s", tg.Type, tg.Settings)
+	}
+	if c.Reports.Dir != "/var/lib/shepherd/reports" {
+		t.Errorf("reports.dir = %q", c.Reports.Dir)
+	}
+	type prom struct {
+		Address string `json:"address"`
+	}
+	p, err := config.Decode[prom](c.Metrics["prod-prometheus"])
+	if err != nil || p.Address != "http://prometheus:9090" {
+		t.Errorf("Decode = %+v, %v", p, err)
+	}
+}
+
+func TestParseRejectsWithFieldPaths(t *testing.T) {
+	for name, tc := range map[string]struct{ doc, want string }{
+		"unknown section": {"target: {}", `unknown key "target"`},
+		"missing type":    {"metrics: {prom: {address: x}}", "metrics.prom.type: required"},
+		"bad name":        {"targets: {Prod_1: {type: exec}}", "targets.Prod_1: the name must be"},
+		"not a mapping":   {"targets: {a: [1]}", "want a mapping"},
+		"a list":          {"- a", "want a mapping of sections"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	_, err := config.Parse([]byte("metrics: {a: {}, B: {type: x}}"))
+	var verr *config.ValidationError
+	if !errors.As(err, &verr) || len(verr.Problems) != 2 {
+		t.Fatalf("want every problem at once, got %v", err)
+	}
+}
+
+func TestDecodeRejectsUnknownKeys(t *testing.T) {
+	c, err := config.Parse([]byte("metrics: {p: {type: prometheus, adress: x}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type prom struct {
+		Address string        `json:"address"`
+		Timeout spec.Duration `json:"timeout"`
+	}
+	if _, err := config.Decode[prom](c.Metrics["p"]); err == nil || !strings.Contains(err.Error(), `unknown key "adress" for type "prometheus"`) {
+		t.Errorf("error = %v", err)
+	}
+	c, _ = config.Parse([]byte("metrics: {p: {type: prometheus, address: [1]}}"))
+	if _, err := config.Decode[prom](c.Metrics["p"]); err == nil || !strings.Contains(err.Error(), "address: want string") {
+		t.Errorf("error = %v", err)
+	}
+}
+
+func TestLoadBoundsTheFileBeforeReading(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte("targets: {}\n"+strings.Repeat("#", config.MaxBytes)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(big); err == nil || !strings.Contains(err.Error(), "the limit is") {
+		t.Errorf("big file: %v", err)
+	}
+	// A file that never ends is bounded too.
+	if _, err := config.Load("/dev/zero"); err == nil {
+		t.Error("/dev/zero must be refused")
+	}
+	ok := filepath.Join(dir, "ok.yaml")
+	if err := os.WriteFile(ok, []byte(sample), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(ok); err != nil {
+		t.Errorf("Load: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("targets: {x: {}}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(bad); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Errorf("the error should name the file: %v", err)
+	}
+}
