@@ -135,7 +135,7 @@ func Analyze(ctx context.Context, d spec.Release, percent, stage int) (AnalyzeRe
 		in.Prometheus = *d.Analysis.Prometheus
 	}
 	rep.Prometheus = in.Prometheus.Address
-	a := &activities.Activities{Metrics: prometheus.New}
+	a := &activities.Activities{Metrics: func(c spec.Prometheus) (activities.Metrics, error) { return prometheus.New(prometheus.Config(c)) }}
 	res, err := a.Measure(ctx, in)
 	if err != nil {
 		return rep, fmt.Errorf("measuring the checks: %w", err)

@@ -81,7 +81,7 @@ func (f *workerFlags) newLogger() (sdklog.Logger, func(), error) {
 func newActivities(reportDir string) *activities.Activities {
 	return &activities.Activities{
 		Targets:   workerTargets(),
-		Metrics:   prometheus.New,
+		Metrics:   func(c spec.Prometheus) (activities.Metrics, error) { return prometheus.New(prometheus.Config(c)) },
 		ReportDir: reportDir,
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-
-	"github.com/shepherd-release/shepherd/spec"
 )
 
 // credentials names where the worker finds the secrets; the secrets themselves are read on every query,
@@ -19,7 +17,7 @@ type credentials struct {
 	passwordFile        string
 }
 
-func newCredentials(cfg spec.Prometheus) (credentials, error) {
+func newCredentials(cfg Config) (credentials, error) {
 	c := credentials{
 		tokenEnv: cfg.BearerTokenEnv, tokenFile: cfg.BearerTokenFile,
 		user: cfg.BasicAuthUser, passwordEnv: cfg.BasicAuthPasswordEnv, passwordFile: cfg.BasicAuthPasswordFile,
@@ -28,18 +26,18 @@ func newCredentials(cfg spec.Prometheus) (credentials, error) {
 	basic := c.user != "" || c.passwordEnv != "" || c.passwordFile != ""
 	switch {
 	case c.tokenEnv != "" && c.tokenFile != "":
-		return c, credErr("give analysis.prometheus.bearerTokenEnv or bearerTokenFile, not both")
+		return c, credErr("give bearerTokenEnv or bearerTokenFile, not both")
 	case c.passwordEnv != "" && c.passwordFile != "":
-		return c, credErr("give analysis.prometheus.basicAuthPasswordEnv or basicAuthPasswordFile, not both")
+		return c, credErr("give basicAuthPasswordEnv or basicAuthPasswordFile, not both")
 	case bearer && basic:
-		return c, credErr("give a bearer token or basic auth in analysis.prometheus, not both " +
+		return c, credErr("give a bearer token or basic auth in the metrics source, not both " +
 			"(a request carries one Authorization header)")
 	case basic && c.user == "":
-		return c, credErr("analysis.prometheus.basicAuthUser is required with a basic-auth password")
+		return c, credErr("basicAuthUser is required with a basic-auth password")
 	case basic && c.passwordEnv == "" && c.passwordFile == "":
-		return c, credErr("analysis.prometheus.basicAuthUser needs basicAuthPasswordEnv or basicAuthPasswordFile")
+		return c, credErr("basicAuthUser needs basicAuthPasswordEnv or basicAuthPasswordFile")
 	case strings.Contains(c.user, ":"):
-		return c, credErr("analysis.prometheus.basicAuthUser must not contain ':' (basic auth cannot encode it)")
+		return c, credErr("basicAuthUser must not contain ':' (basic auth cannot encode it)")
 	}
 	return c, nil
 }
@@ -70,11 +68,11 @@ func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	if env != "" {
 		v, ok := os.LookupEnv(env)
 		if !ok {
-			return "", credErr(fmt.Sprintf("environment variable %s (analysis.prometheus.%s) is not set in the "+
+			return "", credErr(fmt.Sprintf("environment variable %s (%s) is not set in the "+
 				"worker's environment; set it to the %s", env, envKey, what))
 		}
 		if strings.TrimSpace(v) == "" {
-			return "", credErr(fmt.Sprintf("environment variable %s (analysis.prometheus.%s) is empty; set it to "+
+			return "", credErr(fmt.Sprintf("environment variable %s (%s) is empty; set it to "+
 				"the %s", env, envKey, what))
 		}
 		return strings.TrimSpace(v), nil
@@ -82,12 +80,12 @@ func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		// *fs.PathError names the file and the reason, not the content.
-		return "", &Error{Kind: ErrCredentials, Msg: fmt.Sprintf("reading the %s file (analysis.prometheus.%s) "+
+		return "", &Error{Kind: ErrCredentials, Msg: fmt.Sprintf("reading the %s file (%s) "+
 			"on the worker", what, fileKey), Cause: err}
 	}
 	v := strings.TrimSpace(string(b))
 	if v == "" {
-		return "", credErr(fmt.Sprintf("%s file %s (analysis.prometheus.%s) is empty", what, file, fileKey))
+		return "", credErr(fmt.Sprintf("%s file %s (%s) is empty", what, file, fileKey))
 	}
 	return v, nil
 }

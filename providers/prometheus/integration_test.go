@@ -106,7 +106,7 @@ func TestDefaultChecksAgainstRealPrometheus(t *testing.T) {
 	a.traffic() // every series exists before the first scrape
 	base := testenv.StartPrometheus(t, testenv.PrometheusOptions{Targets: []string{a.target}})
 	var m providers.Metrics
-	m, err := promprovider.New(spec.Prometheus{Address: base, Timeout: spec.Duration(5 * time.Second)})
+	m, err := promprovider.New(promprovider.Config{Address: base, Timeout: spec.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,15 +21,39 @@ import (
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-// DefaultTimeout bounds one Evaluate, retries included, when the spec gives no analysis.prometheus.timeout.
-const DefaultTimeout = 10 * time.Second
+// Defaults for Config.
+const (
+	// DefaultTimeout bounds one Evaluate, retries included, when the configuration gives no timeout.
+	DefaultTimeout = 10 * time.Second
+	// DefaultAddress is where a source without an address looks for Prometheus.
+	DefaultAddress = "http://127.0.0.1:9090"
+)
+
+// Config is a Prometheus metrics source as the worker configuration gives it. Credentials are named
+// (an environment variable or a file of the worker), read on every query so rotated secrets are picked up.
+type Config struct {
+	// Address is the base URL of the Prometheus HTTP API; default DefaultAddress.
+	Address string `json:"address,omitempty"`
+	// BearerTokenEnv names an environment variable of the worker holding a bearer token.
+	BearerTokenEnv string `json:"bearerTokenEnv,omitempty"`
+	// BearerTokenFile is a file on the worker holding a bearer token.
+	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
+	// BasicAuthUser is the basic-auth user name.
+	BasicAuthUser string `json:"basicAuthUser,omitempty"`
+	// BasicAuthPasswordEnv names an environment variable of the worker holding the basic-auth password.
+	BasicAuthPasswordEnv string `json:"basicAuthPasswordEnv,omitempty"`
+	// BasicAuthPasswordFile is a file on the worker holding the basic-auth password.
+	BasicAuthPasswordFile string `json:"basicAuthPasswordFile,omitempty"`
+	// Timeout bounds one query, retries included; default 10s.
+	Timeout spec.Duration `json:"timeout,omitempty"`
+}
 
 // Kinds of failure, for errors.Is on the *Error that Evaluate and New return. All of them make a
 // measurement inconclusive; they differ in whether trying again can help.
 var (
 	// ErrTemplate means the check's query template does not parse or render; fix the check.
 	ErrTemplate = errors.New("query template error")
-	// ErrConfig means the analysis.prometheus settings are unusable; fix the spec.
+	// ErrConfig means the source's settings are unusable; fix the worker configuration.
 	ErrConfig = errors.New("prometheus settings error")
 	// ErrCredentials means the worker could not read the credentials, or Prometheus refused them.
 	ErrCredentials = errors.New("prometheus credentials error")
@@ -87,30 +111,30 @@ type provider struct {
 	timeout time.Duration
 }
 
-// New returns Metrics querying the Prometheus at cfg.Address (default spec.DefaultPrometheusAddress). It
+// New returns Metrics querying the Prometheus at cfg.Address (default DefaultAddress). It
 // checks that the configured credentials can be read now, so a missing variable or file fails fast, and
 // reads them again on every query so rotated secrets are picked up.
-func New(cfg spec.Prometheus) (providers.Metrics, error) {
+func New(cfg Config) (providers.Metrics, error) {
 	addr := cfg.Address
 	if addr == "" {
-		addr = spec.DefaultPrometheusAddress
+		addr = DefaultAddress
 	}
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("analysis.prometheus.address %q must be an "+
-			"http:// or https:// URL such as %s", redact(addr), spec.DefaultPrometheusAddress)}
+		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("address %q must be an "+
+			"http:// or https:// URL such as %s", redact(addr), DefaultAddress)}
 	}
 	if u.User != nil {
-		return nil, &Error{Kind: ErrConfig, Msg: "analysis.prometheus.address must not contain credentials " +
+		return nil, &Error{Kind: ErrConfig, Msg: "address must not contain credentials " +
 			"(the spec is stored in workflow history); use basicAuthUser with basicAuthPasswordEnv or " +
 			"basicAuthPasswordFile"}
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
-		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("analysis.prometheus.address %q must be a base "+
+		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("address %q must be a base "+
 			"URL without query or fragment", addr)}
 	}
 	if cfg.Timeout < 0 {
-		return nil, &Error{Kind: ErrConfig, Msg: "analysis.prometheus.timeout must not be negative"}
+		return nil, &Error{Kind: ErrConfig, Msg: "timeout must not be negative"}
 	}
 	timeout := cfg.Timeout.D()
 	if timeout == 0 {
@@ -128,6 +152,16 @@ func New(cfg spec.Prometheus) (providers.Metrics, error) {
 		return nil, &Error{Kind: ErrConfig, Msg: "building the Prometheus client", Cause: err}
 	}
 	return &provider{address: strings.TrimRight(addr, "/"), client: client, creds: creds, timeout: timeout}, nil
+}
+
+// Describe says which Prometheus the source queries (never its credentials).
+func (p *provider) Describe() providers.Description {
+	return providers.Description{
+		Type:          "prometheus",
+		Summary:       "PromQL instant queries against " + p.address,
+		Prerequisites: []string{"Prometheus at " + p.address + " answers from the worker within " + p.timeout.String()},
+		StepTimeout:   p.timeout,
+	}
 }
 
 // Evaluate renders queryTemplate over data (values escaped for PromQL label matchers), runs it as an
@@ -168,7 +202,7 @@ func (p *provider) query(parent context.Context, auth, query string) (model.Valu
 		}
 		if ctx.Err() != nil {
 			return nil, &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("query to %s timed out after %s "+
-				"(analysis.prometheus.timeout); is Prometheus overloaded or the query too expensive?",
+				"(timeout); is Prometheus overloaded or the query too expensive?",
 				p.address, p.timeout), Cause: ctx.Err()}
 		}
 		e, retry := p.classify(c.status, err)
@@ -195,25 +229,25 @@ func (p *provider) classify(status int, err error) (*Error, bool) {
 	switch {
 	case status == 0 || !isAPI:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("cannot reach Prometheus at %s "+
-			"(analysis.prometheus.address); is it running and reachable from the worker?", p.address),
+			"(address); is it running and reachable from the worker?", p.address),
 			Cause: err}, true
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return &Error{Kind: ErrCredentials, Msg: fmt.Sprintf("Prometheus at %s refused the credentials "+
-			"(HTTP %d %s); check the token or password the worker reads for analysis.prometheus", p.address,
+			"(HTTP %d %s); check the token or password the worker reads for the metrics source", p.address,
 			status, http.StatusText(status))}, false
 	case status == http.StatusBadRequest || status == http.StatusUnprocessableEntity:
 		return &Error{Kind: ErrRejected, Msg: fmt.Sprintf("Prometheus rejected the query (HTTP %d, %s: %s); "+
 			"fix the check's query", status, apiErr.Type, apiErr.Msg), Cause: err}, false
 	case status >= 400 && status < 500:
 		return &Error{Kind: ErrRejected, Msg: fmt.Sprintf("Prometheus query API at %s answered HTTP %d %s; "+
-			"is analysis.prometheus.address the Prometheus base URL?", p.address, status,
+			"is address the Prometheus base URL?", p.address, status,
 			http.StatusText(status)), Cause: err}, false
 	case status >= 500:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("Prometheus at %s answered HTTP %d %s%s",
 			p.address, status, http.StatusText(status), detail(apiErr.Detail)), Cause: err}, true
 	case apiErr.Type == v1.ErrBadResponse:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("Prometheus at %s answered HTTP %d with a body "+
-			"that is not a usable query API response; is analysis.prometheus.address the Prometheus base URL?",
+			"that is not a usable query API response; is address the Prometheus base URL?",
 			p.address, status), Cause: err}, false
 	default:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("Prometheus at %s reported an error", p.address),

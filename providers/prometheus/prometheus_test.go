@@ -75,7 +75,7 @@ func success(resultType, result string) func(int, http.ResponseWriter, *http.Req
 
 var data = spec.TemplateData{Service: "checkout", Environment: "production", Version: "v2", PreviousVersion: "v1"}
 
-func newProvider(t *testing.T, cfg spec.Prometheus) interface {
+func newProvider(t *testing.T, cfg promprovider.Config) interface {
 	Evaluate(context.Context, string, spec.TemplateData) (float64, string, error)
 } {
 	t.Helper()
@@ -145,7 +145,7 @@ func TestEvaluateResults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newFakeProm(t, tt.respond)
-			m := newProvider(t, spec.Prometheus{Address: srv.URL})
+			m := newProvider(t, promprovider.Config{Address: srv.URL})
 			got, query, err := m.Evaluate(t.Context(), `up{service="{{.Service}}"}`, data)
 			if query != `up{service="checkout"}` {
 				t.Errorf("query = %q, want the rendered query even on error", query)
@@ -168,7 +168,7 @@ func TestEvaluateResults(t *testing.T) {
 
 func TestEvaluateSendsQuery(t *testing.T) {
 	srv := newFakeProm(t, success("scalar", `[1,"1"]`))
-	m := newProvider(t, spec.Prometheus{Address: srv.URL + "/"})
+	m := newProvider(t, promprovider.Config{Address: srv.URL + "/"})
 	if _, _, err := m.Evaluate(t.Context(), "vector(1)", data); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestEvaluateSendsQuery(t *testing.T) {
 
 func TestEvaluateEscapesTemplateValues(t *testing.T) {
 	srv := newFakeProm(t, success("vector", `[]`))
-	m := newProvider(t, spec.Prometheus{Address: srv.URL})
+	m := newProvider(t, promprovider.Config{Address: srv.URL})
 	evil := data
 	evil.Version = `v1"} or vector(1) #`
 	evil.Service = "a\\\"\nb"
@@ -211,7 +211,7 @@ func TestEvaluateEscapesTemplateValues(t *testing.T) {
 
 func TestEvaluateTemplateErrorsSendNothing(t *testing.T) {
 	srv := newFakeProm(t, success("scalar", `[1,"1"]`))
-	m := newProvider(t, spec.Prometheus{Address: srv.URL})
+	m := newProvider(t, promprovider.Config{Address: srv.URL})
 	for _, tmpl := range []string{`up{x="{{.Missing}}"}`, `up{x="{{.Version"}`} {
 		_, _, err := m.Evaluate(t.Context(), tmpl, data)
 		if !errors.Is(err, promprovider.ErrTemplate) {
@@ -236,7 +236,7 @@ func TestEvaluateRetries(t *testing.T) {
 			}
 			success("scalar", `[1,"7"]`)(n, w, r)
 		})
-		m := newProvider(t, spec.Prometheus{Address: srv.URL})
+		m := newProvider(t, promprovider.Config{Address: srv.URL})
 		v, _, err := m.Evaluate(t.Context(), "vector(7)", data)
 		if err != nil || v != 7 {
 			t.Fatalf("Evaluate = %v, %v; want 7 after one retry", v, err)
@@ -247,7 +247,7 @@ func TestEvaluateRetries(t *testing.T) {
 	})
 	t.Run("persistent 500 gives up", func(t *testing.T) {
 		srv := newFakeProm(t, reply(http.StatusInternalServerError, "boom"))
-		m := newProvider(t, spec.Prometheus{Address: srv.URL})
+		m := newProvider(t, promprovider.Config{Address: srv.URL})
 		_, _, err := m.Evaluate(t.Context(), "vector(1)", data)
 		if !errors.Is(err, promprovider.ErrUnavailable) {
 			t.Fatalf("error = %v, want ErrUnavailable", err)
@@ -259,7 +259,7 @@ func TestEvaluateRetries(t *testing.T) {
 	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusNotFound} {
 		t.Run(fmt.Sprintf("%d is not retried", status), func(t *testing.T) {
 			srv := newFakeProm(t, reply(status, `{"status":"error","errorType":"bad_data","error":"nope"}`))
-			m := newProvider(t, spec.Prometheus{Address: srv.URL})
+			m := newProvider(t, promprovider.Config{Address: srv.URL})
 			if _, _, err := m.Evaluate(t.Context(), "vector(1)", data); err == nil {
 				t.Fatal("Evaluate succeeded")
 			}
@@ -274,7 +274,7 @@ func TestEvaluateUnreachable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	addr := srv.URL
 	srv.Close() // nothing listens there any more
-	m := newProvider(t, spec.Prometheus{Address: addr})
+	m := newProvider(t, promprovider.Config{Address: addr})
 	_, _, err := m.Evaluate(t.Context(), "vector(1)", data)
 	if !errors.Is(err, promprovider.ErrUnavailable) {
 		t.Fatalf("error = %v, want ErrUnavailable", err)
@@ -293,7 +293,7 @@ func TestEvaluateTimeout(t *testing.T) {
 		case <-release:
 		}
 	})
-	m := newProvider(t, spec.Prometheus{Address: srv.URL, Timeout: spec.Duration(200 * time.Millisecond)})
+	m := newProvider(t, promprovider.Config{Address: srv.URL, Timeout: spec.Duration(200 * time.Millisecond)})
 	start := time.Now()
 	_, _, err := m.Evaluate(t.Context(), "vector(1)", data)
 	elapsed := time.Since(start)
@@ -313,7 +313,7 @@ func TestEvaluateTimeout(t *testing.T) {
 
 func TestEvaluateCanceled(t *testing.T) {
 	srv := newFakeProm(t, success("scalar", `[1,"1"]`))
-	m := newProvider(t, spec.Prometheus{Address: srv.URL})
+	m := newProvider(t, promprovider.Config{Address: srv.URL})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, _, err := m.Evaluate(ctx, "vector(1)", data)
@@ -337,17 +337,17 @@ func TestCredentials(t *testing.T) {
 
 	tests := []struct {
 		name      string
-		cfg       spec.Prometheus
+		cfg       promprovider.Config
 		wantAuth  string // exact Authorization header for bearer tokens
 		wantBasic [2]string
 	}{
-		{name: "bearer from env", cfg: spec.Prometheus{BearerTokenEnv: "SHEPHERD_TEST_PROM_TOKEN"},
+		{name: "bearer from env", cfg: promprovider.Config{BearerTokenEnv: "SHEPHERD_TEST_PROM_TOKEN"},
 			wantAuth: "Bearer env-token"},
-		{name: "bearer from file", cfg: spec.Prometheus{BearerTokenFile: tokenFile},
+		{name: "bearer from file", cfg: promprovider.Config{BearerTokenFile: tokenFile},
 			wantAuth: "Bearer file-token-1"},
-		{name: "basic from env", cfg: spec.Prometheus{BasicAuthUser: "shepherd",
+		{name: "basic from env", cfg: promprovider.Config{BasicAuthUser: "shepherd",
 			BasicAuthPasswordEnv: "SHEPHERD_TEST_PROM_PASS"}, wantBasic: [2]string{"shepherd", "env-pass"}},
-		{name: "basic from file", cfg: spec.Prometheus{BasicAuthUser: "shepherd",
+		{name: "basic from file", cfg: promprovider.Config{BasicAuthUser: "shepherd",
 			BasicAuthPasswordFile: passFile}, wantBasic: [2]string{"shepherd", "file-pass"}},
 	}
 	for _, tt := range tests {
@@ -375,7 +375,7 @@ func TestCredentials(t *testing.T) {
 		if err := os.WriteFile(file, []byte("old"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		m := newProvider(t, spec.Prometheus{Address: srv.URL, BearerTokenFile: file})
+		m := newProvider(t, promprovider.Config{Address: srv.URL, BearerTokenFile: file})
 		if err := os.WriteFile(file, []byte("rotated"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +389,7 @@ func TestCredentials(t *testing.T) {
 
 	t.Run("refused credentials are not echoed", func(t *testing.T) {
 		srv := newFakeProm(t, reply(http.StatusForbidden, "forbidden"))
-		m := newProvider(t, spec.Prometheus{Address: srv.URL, BearerTokenEnv: "SHEPHERD_TEST_PROM_TOKEN"})
+		m := newProvider(t, promprovider.Config{Address: srv.URL, BearerTokenEnv: "SHEPHERD_TEST_PROM_TOKEN"})
 		_, _, err := m.Evaluate(t.Context(), "vector(1)", data)
 		if !errors.Is(err, promprovider.ErrCredentials) {
 			t.Fatalf("error = %v, want ErrCredentials", err)
@@ -411,29 +411,29 @@ func TestNewErrors(t *testing.T) {
 	os.Unsetenv("SHEPHERD_TEST_PROM_UNSET")
 	tests := []struct {
 		name string
-		cfg  spec.Prometheus
+		cfg  promprovider.Config
 		kind error
 		msg  string
 	}{
-		{name: "not a URL", cfg: spec.Prometheus{Address: "localhost:9090"}, kind: promprovider.ErrConfig,
+		{name: "not a URL", cfg: promprovider.Config{Address: "localhost:9090"}, kind: promprovider.ErrConfig,
 			msg: "must be an http:// or https:// URL"},
-		{name: "credentials in the address", cfg: spec.Prometheus{Address: "http://u:s3cret@prom:9090"},
+		{name: "credentials in the address", cfg: promprovider.Config{Address: "http://u:s3cret@prom:9090"},
 			kind: promprovider.ErrConfig, msg: "must not contain credentials"},
-		{name: "negative timeout", cfg: spec.Prometheus{Timeout: -1}, kind: promprovider.ErrConfig,
+		{name: "negative timeout", cfg: promprovider.Config{Timeout: -1}, kind: promprovider.ErrConfig,
 			msg: "timeout"},
-		{name: "unset token variable", cfg: spec.Prometheus{BearerTokenEnv: "SHEPHERD_TEST_PROM_UNSET"},
-			kind: promprovider.ErrCredentials, msg: "environment variable SHEPHERD_TEST_PROM_UNSET (analysis.prometheus.bearerTokenEnv) is not set"},
-		{name: "empty token variable", cfg: spec.Prometheus{BearerTokenEnv: "SHEPHERD_TEST_PROM_EMPTY"},
-			kind: promprovider.ErrCredentials, msg: "SHEPHERD_TEST_PROM_EMPTY (analysis.prometheus.bearerTokenEnv) is empty"},
-		{name: "missing token file", cfg: spec.Prometheus{BearerTokenFile: filepath.Join(dir, "nope")},
+		{name: "unset token variable", cfg: promprovider.Config{BearerTokenEnv: "SHEPHERD_TEST_PROM_UNSET"},
+			kind: promprovider.ErrCredentials, msg: "environment variable SHEPHERD_TEST_PROM_UNSET (bearerTokenEnv) is not set"},
+		{name: "empty token variable", cfg: promprovider.Config{BearerTokenEnv: "SHEPHERD_TEST_PROM_EMPTY"},
+			kind: promprovider.ErrCredentials, msg: "SHEPHERD_TEST_PROM_EMPTY (bearerTokenEnv) is empty"},
+		{name: "missing token file", cfg: promprovider.Config{BearerTokenFile: filepath.Join(dir, "nope")},
 			kind: promprovider.ErrCredentials, msg: filepath.Join(dir, "nope")},
-		{name: "empty password file", cfg: spec.Prometheus{BasicAuthUser: "u", BasicAuthPasswordFile: empty},
+		{name: "empty password file", cfg: promprovider.Config{BasicAuthUser: "u", BasicAuthPasswordFile: empty},
 			kind: promprovider.ErrCredentials, msg: "basic-auth password file " + empty},
-		{name: "password without user", cfg: spec.Prometheus{BasicAuthPasswordEnv: "SHEPHERD_TEST_PROM_SECRET"},
+		{name: "password without user", cfg: promprovider.Config{BasicAuthPasswordEnv: "SHEPHERD_TEST_PROM_SECRET"},
 			kind: promprovider.ErrCredentials, msg: "basicAuthUser is required"},
-		{name: "user without password", cfg: spec.Prometheus{BasicAuthUser: "u"},
+		{name: "user without password", cfg: promprovider.Config{BasicAuthUser: "u"},
 			kind: promprovider.ErrCredentials, msg: "needs basicAuthPasswordEnv or basicAuthPasswordFile"},
-		{name: "bearer and basic", cfg: spec.Prometheus{BearerTokenEnv: "SHEPHERD_TEST_PROM_SECRET",
+		{name: "bearer and basic", cfg: promprovider.Config{BearerTokenEnv: "SHEPHERD_TEST_PROM_SECRET",
 			BasicAuthUser: "u", BasicAuthPasswordEnv: "SHEPHERD_TEST_PROM_SECRET"},
 			kind: promprovider.ErrCredentials, msg: "not both"},
 	}
@@ -454,7 +454,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestNewDefaultsAddress(t *testing.T) {
-	if _, err := promprovider.New(spec.Prometheus{}); err != nil {
+	if _, err := promprovider.New(promprovider.Config{}); err != nil {
 		t.Fatalf("New with an empty config: %v", err)
 	}
 }
