@@ -72,6 +72,13 @@ type Tagger interface {
 	Tag(ctx context.Context, name string, data spec.TemplateData, notes string) (created bool, err error)
 }
 
+// SecretChecker is implemented by providers that use credentials: CheckSecrets reads each of them once,
+// so a worker fails at start-up, naming the missing variable or file, rather than at a release's first
+// use. Providers read credentials again on every use, so rotation needs no restart.
+type SecretChecker interface {
+	CheckSecrets() error
+}
+
 // Describer is implemented by every provider: what it is, in the words a plan or a runbook needs.
 type Describer interface {
 	Describe() Description

@@ -112,8 +112,8 @@ type provider struct {
 }
 
 // New returns Metrics querying the Prometheus at cfg.Address (default DefaultAddress). It
-// checks that the configured credentials can be read now, so a missing variable or file fails fast, and
-// reads them again on every query so rotated secrets are picked up.
+// reads the credentials on every query so rotated secrets are picked up; CheckSecrets reads them once, for
+// a worker to fail at start-up rather than at a release's first query.
 func New(cfg Config) (providers.Metrics, error) {
 	addr := cfg.Address
 	if addr == "" {
@@ -126,7 +126,7 @@ func New(cfg Config) (providers.Metrics, error) {
 	}
 	if u.User != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "address must not contain credentials " +
-			"(the spec is stored in workflow history); use basicAuthUser with basicAuthPasswordEnv or " +
+			"(keep secrets out of configuration files); use basicAuthUser with basicAuthPasswordEnv or " +
 			"basicAuthPasswordFile"}
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
@@ -144,14 +144,17 @@ func New(cfg Config) (providers.Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := creds.authorization(); err != nil {
-		return nil, err
-	}
 	client, err := api.NewClient(api.Config{Address: addr, RoundTripper: transport})
 	if err != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "building the Prometheus client", Cause: err}
 	}
 	return &provider{address: strings.TrimRight(addr, "/"), client: client, creds: creds, timeout: timeout}, nil
+}
+
+// CheckSecrets reads the configured credentials once.
+func (p *provider) CheckSecrets() error {
+	_, err := p.creds.authorization()
+	return err
 }
 
 // Describe says which Prometheus the source queries (never its credentials).

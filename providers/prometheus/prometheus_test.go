@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shepherd-release/shepherd/providers"
 	promprovider "github.com/shepherd-release/shepherd/providers/prometheus"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -439,7 +440,10 @@ func TestNewErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := promprovider.New(tt.cfg)
+			m, err := promprovider.New(tt.cfg)
+			if err == nil {
+				err = m.(providers.SecretChecker).CheckSecrets()
+			}
 			if !errors.Is(err, tt.kind) {
 				t.Fatalf("New error = %v, want kind %v", err, tt.kind)
 			}

@@ -142,6 +142,16 @@ func (s *Source) checkRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// CheckSecrets reads every secret header once.
+func (s *Source) CheckSecrets() error {
+	for name, h := range s.cfg.SecretHeaders {
+		if _, err := h.Read(); err != nil {
+			return fmt.Errorf("secretHeaders.%s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Describe says what the source queries.
 func (s *Source) Describe() providers.Description {
 	what := "the number"

@@ -1,0 +1,156 @@
+package worker
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/providers"
+	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/providers/notify"
+	"github.com/shepherd-release/shepherd/providers/precheck"
+	"github.com/shepherd-release/shepherd/providers/prometheus"
+	"github.com/shepherd-release/shepherd/providers/vcs"
+	"github.com/shepherd-release/shepherd/providers/web"
+)
+
+// The provider types a worker can build, by configuration section. Adding a provider is one package
+// under providers/ and one line here.
+var (
+	metricTypes = factories[providers.Metrics]{
+		"prometheus": build[providers.Metrics](prometheus.New),
+		"web":        build[providers.Metrics](web.New),
+	}
+	precheckTypes = factories[providers.Checker]{
+		"http": build[providers.Checker](precheck.NewHTTP),
+		"exec": build[providers.Checker](precheck.NewExec),
+	}
+	flagTypes = factories[providers.Flags]{
+		flags.TypeFlagdFile: build[providers.Flags](typed(flags.TypeFlagdFile, func(c *flags.Config) *string { return &c.Type }, flags.New)),
+		flags.TypeHTTP:      build[providers.Flags](typed(flags.TypeHTTP, func(c *flags.Config) *string { return &c.Type }, flags.New)),
+	}
+	notificationTypes = factories[*notify.Channel]{
+		notify.TypeSlack:   build[*notify.Channel](typed(notify.TypeSlack, func(c *notify.Config) *string { return &c.Type }, notify.New)),
+		notify.TypeWebhook: build[*notify.Channel](typed(notify.TypeWebhook, func(c *notify.Config) *string { return &c.Type }, notify.New)),
+	}
+	repositoryTypes = factories[providers.Tagger]{
+		"git": build[providers.Tagger](vcs.New),
+	}
+)
+
+// Providers are every provider a worker offers, by the names its configuration gives them.
+type Providers struct {
+	Targets       providers.Registry[providers.Target]
+	Metrics       providers.Registry[providers.Metrics]
+	Prechecks     providers.Registry[providers.Checker]
+	Flags         providers.Registry[providers.Flags]
+	Notifications providers.Registry[*notify.Channel]
+	Repositories  providers.Registry[providers.Tagger]
+	// ReportDir is where reports are archived (the configuration's reports.dir).
+	ReportDir string
+	// Descriptions describe every provider, by section and name, for paperwork.
+	Descriptions map[string]map[string]providers.Description
+}
+
+// BuildOptions adjust Build.
+type BuildOptions struct {
+	// CheckSecrets reads every credential once (a worker starting); off for paperwork, which describes
+	// providers on a machine that may not hold their secrets.
+	CheckSecrets bool
+}
+
+// Build makes every provider of cfg: the worker's one composition root. It reports every problem at once,
+// each with its field path (e.g. "metrics.prod.address: ...").
+func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
+	var p config.Problems
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	out := &Providers{ReportDir: cfg.Reports.Dir, Descriptions: map[string]map[string]providers.Description{}}
+	describe := func(section, name, typ string, v any) {
+		if out.Descriptions[section] == nil {
+			out.Descriptions[section] = map[string]providers.Description{}
+		}
+		out.Descriptions[section][name] = providers.Describe(v, typ)
+	}
+	out.Metrics = buildSection(&p, config.SectionMetrics, cfg.Metrics, metricTypes, opts, describe)
+	out.Prechecks = buildSection(&p, config.SectionPrechecks, cfg.Prechecks, precheckTypes, opts, describe)
+	out.Flags = buildSection(&p, config.SectionFlags, cfg.Flags, flagTypes, opts, describe)
+	out.Notifications = buildSection(&p, config.SectionNotifications, cfg.Notifications, notificationTypes, opts, describe)
+	out.Repositories = buildSection(&p, config.SectionRepositories, cfg.Repositories, repositoryTypes, opts, describe)
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// factory builds one provider from its configuration entry.
+type factory[T any] func(config.Provider) (T, error)
+
+type factories[T any] map[string]factory[T]
+
+func (f factories[T]) types() []string {
+	out := make([]string, 0, len(f))
+	for t := range f {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// build turns a provider constructor taking its own typed configuration C into a factory: the settings
+// are decoded strictly into C, then New checks them.
+func build[T, C, P any](newFn func(C) (P, error)) factory[T] {
+	return func(e config.Provider) (T, error) {
+		var zero T
+		c, err := config.Decode[C](e)
+		if err != nil {
+			return zero, err
+		}
+		v, err := newFn(c)
+		if err != nil {
+			return zero, err
+		}
+		t, ok := any(v).(T)
+		if !ok {
+			// A programming error in the tables above; TestEveryTypeBuilds catches it.
+			return zero, fmt.Errorf("%T does not implement %T", v, (*T)(nil))
+		}
+		return t, nil
+	}
+}
+
+// typed sets the type field of configurations that carry it (one package serving several types).
+func typed[C, P any](typ string, field func(*C) *string, newFn func(C) (P, error)) func(C) (P, error) {
+	return func(c C) (P, error) {
+		*field(&c) = typ
+		return newFn(c)
+	}
+}
+
+func buildSection[T any](p *config.Problems, section string, entries map[string]config.Provider, types factories[T],
+	opts BuildOptions, describe func(section, name, typ string, v any)) providers.Registry[T] {
+	reg := providers.Registry[T]{}
+	for _, name := range config.SortedNames(entries) {
+		e := entries[name]
+		path := section + "." + name
+		f, ok := types[e.Type]
+		if !ok {
+			p.Add(path+".type", "unknown type %q: this worker knows %q", e.Type, types.types())
+			continue
+		}
+		v, err := f(e)
+		if err == nil && opts.CheckSecrets {
+			if sc, ok := any(v).(providers.SecretChecker); ok {
+				err = sc.CheckSecrets()
+			}
+		}
+		if err != nil {
+			p.Add(path, "%v", err)
+			continue
+		}
+		reg[name] = v
+		describe(section, name, e.Type, v)
+	}
+	return reg
+}
