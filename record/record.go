@@ -20,9 +20,9 @@ const (
 	// PhaseRollbackStuck: a rollback step kept failing past its bounded retry time. The workflow stays
 	// open (so no new release of the service can start) until an operator sends retry or acknowledge.
 	PhaseRollbackStuck Phase = "RollbackStuck"
-	PhaseSucceeded        Phase = "Succeeded"
-	PhaseRolledBack       Phase = "RolledBack"
-	PhaseFailed           Phase = "Failed"
+	PhaseSucceeded     Phase = "Succeeded"
+	PhaseRolledBack    Phase = "RolledBack"
+	PhaseFailed        Phase = "Failed"
 )
 
 // Terminal reports whether the release has ended in this phase.
