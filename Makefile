@@ -25,7 +25,7 @@ demo: tools build ## run the demo: a good release promoted and a bad one rolled 
 
 .PHONY: dev
 dev: tools build ## run a local stack: Temporal dev server + web UI (:8233) + a worker; Ctrl-C stops it
-	bin/shepherd dev
+	bin/shepherd dev --config examples/shepherd.yaml
 
 .PHONY: test
 test: tools ## run every test: unit, replay, and end-to-end on real Temporal and Prometheus

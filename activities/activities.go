@@ -14,13 +14,19 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/shepherd-release/shepherd/providers"
+	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
 // Non-retryable error types. Workflows and clients match on these strings.
 const (
-	// ErrTypeUnknownTarget: the spec names a target type this worker has no provider for.
+	// ErrTypeUnknownTarget: a step names a target this worker's configuration does not declare (the
+	// preflight catches it first, as InvalidSpec; a step sees it only when the configuration changed
+	// under a running release).
 	ErrTypeUnknownTarget = "UnknownTarget"
+	// ErrTypeInvalidSpec: the spec names providers this worker's configuration does not declare; the
+	// release is rejected before anything changes. Same string as workflows.ErrTypeInvalidSpec.
+	ErrTypeInvalidSpec = "InvalidSpec"
 	// ErrTypePermanent: the provider said retrying cannot help (bad request, bad template, conflict).
 	ErrTypePermanent = "PermanentStepFailure"
 	// ErrTypeStaleWrite: the target refused the step because it has applied a newer step of the same
@@ -40,10 +46,18 @@ const HeartbeatInterval = 2 * time.Second
 // Activities are the release activities. Register the struct's methods with the worker under the names
 // in workflows/names.go.
 type Activities struct {
-	// Targets maps a spec target type ("exec", "local") to its provider.
-	Targets map[string]Target
-	// Metrics builds the metrics provider for a spec's Prometheus settings.
-	Metrics MetricsFactory
+	// Targets are the deploy targets by the names the worker configuration gives them.
+	Targets providers.Registry[providers.Target]
+	// Metrics are the metrics sources by name.
+	Metrics providers.Registry[providers.Metrics]
+	// Prechecks are the configured pre-release checks (HTTP, exec) by name.
+	Prechecks providers.Registry[providers.Checker]
+	// Flags are the flag providers by name.
+	Flags providers.Registry[providers.Flags]
+	// Notifications are the notification channels by name.
+	Notifications providers.Registry[*notify.Channel]
+	// Repositories are the git repositories by name.
+	Repositories providers.Registry[providers.Tagger]
 	// IsPermanent reports provider errors that must not be retried, beyond those wrapping ErrPermanent.
 	IsPermanent func(error) bool
 	// ReportDir is where release reports and post-mortem records are archived.
@@ -60,8 +74,9 @@ type StepInput struct {
 	ReleaseID string `json:"releaseID"`
 	// Step names the side effect within the release, e.g. "deploy" or "traffic" (as Data.Step; Data.Seq
 	// is its fencing sequence number).
-	Step   string            `json:"step"`
-	Target spec.Target       `json:"target"`
+	Step string `json:"step"`
+	// Target names the target, one of the worker configuration's targets.
+	Target string            `json:"target"`
 	Data   spec.TemplateData `json:"data"`
 }
 
@@ -73,47 +88,47 @@ type StepResult struct {
 
 // Deploy starts the new version beside the stable one at 0 % traffic.
 func (a *Activities) Deploy(ctx context.Context, in StepInput) (StepResult, error) {
-	return a.step(ctx, in, "deploy", Target.Deploy)
+	return a.step(ctx, in, "deploy", providers.Target.Deploy)
 }
 
 // HealthCheck checks the new version's health. It has no side effect and is asked afresh on every retry.
 func (a *Activities) HealthCheck(ctx context.Context, in StepInput) (StepResult, error) {
-	t, err := a.target(in.Target.Type)
+	t, err := a.target(in.Target)
 	if err != nil {
 		return StepResult{}, err
 	}
 	start := time.Now()
-	err = withHeartbeat(ctx, func(ctx context.Context) error { return t.Health(ctx, in.Target, in.Data) })
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return t.Health(ctx, in.Data) })
 	return StepResult{Took: time.Since(start)}, a.classify("health check", in, err)
 }
 
 // SetTraffic sends Data.Percent % of traffic to the new version.
 func (a *Activities) SetTraffic(ctx context.Context, in StepInput) (StepResult, error) {
-	return a.step(ctx, in, fmt.Sprintf("traffic to %d%%", in.Data.Percent), Target.SetTraffic)
+	return a.step(ctx, in, fmt.Sprintf("traffic to %d%%", in.Data.Percent), providers.Target.SetTraffic)
 }
 
 // Promote makes the new version stable.
 func (a *Activities) Promote(ctx context.Context, in StepInput) (StepResult, error) {
-	return a.step(ctx, in, "promote", Target.Promote)
+	return a.step(ctx, in, "promote", providers.Target.Promote)
 }
 
 // RemoveCanary runs the target's rollback: it removes the new version (traffic is already at 0 %).
 func (a *Activities) RemoveCanary(ctx context.Context, in StepInput) (StepResult, error) {
-	return a.step(ctx, in, "rollback", Target.Rollback)
+	return a.step(ctx, in, "rollback", providers.Target.Rollback)
 }
 
-type targetFunc func(Target, context.Context, spec.Target, spec.TemplateData) error
+type targetFunc func(providers.Target, context.Context, spec.TemplateData) error
 
 // step runs one side effect through the target. It keeps no record of its own: targets are idempotent
 // per step and refuse stale writes by the fencing token in.Data (ReleaseID + Seq), which holds however
 // many workers share the task queue and wherever a retry lands.
 func (a *Activities) step(ctx context.Context, in StepInput, what string, fn targetFunc) (StepResult, error) {
-	t, err := a.target(in.Target.Type)
+	t, err := a.target(in.Target)
 	if err != nil {
 		return StepResult{}, err
 	}
 	start := time.Now()
-	err = withHeartbeat(ctx, func(ctx context.Context) error { return fn(t, ctx, in.Target, in.Data) })
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return fn(t, ctx, in.Data) })
 	took := time.Since(start)
 	if err != nil {
 		return StepResult{Took: took}, a.classify(what, in, err)
@@ -122,12 +137,10 @@ func (a *Activities) step(ctx context.Context, in StepInput, what string, fn tar
 	return StepResult{Took: took}, nil
 }
 
-func (a *Activities) target(typ string) (Target, error) {
-	t, ok := a.Targets[typ]
-	if !ok {
-		return nil, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("this worker has no %q target; start the worker with it enabled or fix target.type", typ),
-			ErrTypeUnknownTarget, nil)
+func (a *Activities) target(name string) (providers.Target, error) {
+	t, err := a.Targets.Lookup(spec.KindTarget, name)
+	if err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownTarget, nil)
 	}
 	return t, nil
 }
@@ -170,27 +183,86 @@ func withHeartbeat(ctx context.Context, fn func(context.Context) error) error {
 	return fn(ctx)
 }
 
-// Preflighter is implemented by targets that can check, before anything changes, that a release can run:
-// templates render, directories exist, the controller answers.
-type Preflighter interface {
-	Preflight(ctx context.Context, cfg spec.Target, data spec.TemplateData) error
+// PreflightInput asks whether this worker can run a release: the target step input, and every provider
+// the spec names. Its JSON is a superset of StepInput's, which older releases sent.
+type PreflightInput struct {
+	StepInput
+	// Uses are the providers the spec names (spec.Release.Uses).
+	Uses []spec.Use `json:"uses,omitempty"`
 }
 
-// Preflight checks the target without changing anything. Targets without a preflight pass.
-func (a *Activities) Preflight(ctx context.Context, in StepInput) (StepResult, error) {
-	t, err := a.target(in.Target.Type)
-	if err != nil {
-		return StepResult{}, err
-	}
+// PreflightResult carries what the workflow needs to know about the providers it was given, since
+// workflow code cannot read the worker configuration. Its JSON is a superset of StepResult's.
+type PreflightResult struct {
+	// Took is how long the preflight ran.
+	Took time.Duration `json:"took"`
+	// StepTimeout is the target's bound on one step attempt (0: the target has none of its own).
+	StepTimeout time.Duration `json:"stepTimeout,omitempty"`
+	// MetricsTimeout is the metrics source's bound on one query (0: none of its own).
+	MetricsTimeout time.Duration `json:"metricsTimeout,omitempty"`
+}
+
+// Preflight checks, without changing anything, that this worker has every provider the spec names and
+// that the target can run the release. A name the worker lacks rejects the release as InvalidSpec, with
+// every such name and what the worker has instead.
+func (a *Activities) Preflight(ctx context.Context, in PreflightInput) (PreflightResult, error) {
 	start := time.Now()
-	if p, ok := t.(Preflighter); ok {
-		err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Preflight(ctx, in.Target, in.Data) })
+	if err := a.CheckUses(in.Uses); err != nil {
+		return PreflightResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+	}
+	t, err := a.target(in.Target)
+	if err != nil {
+		return PreflightResult{}, err
+	}
+	var res PreflightResult
+	res.StepTimeout = providers.Describe(t, "").StepTimeout
+	for _, u := range in.Uses {
+		if u.Path == "analysis.source" {
+			res.MetricsTimeout = providers.Describe(a.Metrics[u.Name], "").StepTimeout
+		}
+	}
+	if p, ok := t.(providers.Preflighter); ok {
+		err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Preflight(ctx, in.Data) })
 		if err != nil {
-			return StepResult{Took: time.Since(start)}, a.classify("preflight", in, err)
+			res.Took = time.Since(start)
+			return res, a.classify("preflight", in.StepInput, err)
 		}
 	}
 	if a.Observer != nil {
 		a.once(in.ReleaseID+"/observed-start", func() { a.Observer.ReleaseStarted(in.Data.Service, in.Data.Environment) })
 	}
-	return StepResult{Took: time.Since(start)}, nil
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+// CheckUses returns a *spec.ValidationError naming every provider in uses this worker does not have (with
+// the ones it has), or nil. The CLI runs it against a configuration file too (shepherd validate --config).
+func (a *Activities) CheckUses(uses []spec.Use) error {
+	var problems []spec.FieldError
+	for _, u := range uses {
+		var err error
+		switch u.Kind {
+		case spec.KindTarget:
+			_, err = a.Targets.Lookup(u.Kind, u.Name)
+		case spec.KindMetrics:
+			_, err = a.Metrics.Lookup(u.Kind, u.Name)
+		case spec.KindPrecheck:
+			_, err = a.Prechecks.Lookup(u.Kind, u.Name)
+		case spec.KindFlags:
+			_, err = a.Flags.Lookup(u.Kind, u.Name)
+		case spec.KindNotification:
+			_, err = a.Notifications.Lookup(u.Kind, u.Name)
+		case spec.KindRepository:
+			_, err = a.Repositories.Lookup(u.Kind, u.Name)
+		default:
+			err = fmt.Errorf("unknown kind of provider %q", u.Kind)
+		}
+		if err != nil {
+			problems = append(problems, spec.FieldError{Path: u.Path, Message: err.Error()})
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return &spec.ValidationError{Problems: problems}
 }

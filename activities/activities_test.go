@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -30,22 +31,22 @@ func (c *countingTarget) do(name string) error {
 	c.calls[name]++
 	return c.err
 }
-func (c *countingTarget) Deploy(_ context.Context, _ spec.Target, d spec.TemplateData) error {
+func (c *countingTarget) Deploy(_ context.Context, d spec.TemplateData) error {
 	c.mu.Lock()
 	c.seqs = append(c.seqs, d.Seq)
 	c.mu.Unlock()
 	return c.do("deploy")
 }
-func (c *countingTarget) Health(context.Context, spec.Target, spec.TemplateData) error {
+func (c *countingTarget) Health(context.Context, spec.TemplateData) error {
 	return c.do("health")
 }
-func (c *countingTarget) SetTraffic(context.Context, spec.Target, spec.TemplateData) error {
+func (c *countingTarget) SetTraffic(context.Context, spec.TemplateData) error {
 	return c.do("traffic")
 }
-func (c *countingTarget) Promote(context.Context, spec.Target, spec.TemplateData) error {
+func (c *countingTarget) Promote(context.Context, spec.TemplateData) error {
 	return c.do("promote")
 }
-func (c *countingTarget) Rollback(context.Context, spec.Target, spec.TemplateData) error {
+func (c *countingTarget) Rollback(context.Context, spec.TemplateData) error {
 	return c.do("rollback")
 }
 
@@ -60,9 +61,9 @@ func env(t *testing.T, a *Activities) *testsuite.TestActivityEnvironment {
 // token, and the target (not a local ledger, which another worker would not share) decides.
 func TestStepPassesTheFencingTokenOnEveryAttempt(t *testing.T) {
 	target := &countingTarget{calls: map[string]int{}}
-	a := &Activities{Targets: map[string]Target{"exec": target}}
+	a := &Activities{Targets: providers.Registry[providers.Target]{"checkout-prod": target}}
 	e := env(t, a)
-	in := StepInput{ReleaseID: "release:a:prod/run1", Step: "deploy", Target: spec.Target{Type: "exec"},
+	in := StepInput{ReleaseID: "release:a:prod/run1", Step: "deploy", Target: "checkout-prod",
 		Data: spec.TemplateData{ReleaseID: "release:a:prod/run1", Step: "deploy", Seq: 3}}
 	for i := 0; i < 2; i++ {
 		_, err := e.ExecuteActivity(a.Deploy, in)
@@ -78,9 +79,9 @@ func TestStepPassesTheFencingTokenOnEveryAttempt(t *testing.T) {
 
 func TestStepErrorsAreTyped(t *testing.T) {
 	target := &countingTarget{calls: map[string]int{}}
-	a := &Activities{Targets: map[string]Target{"exec": target}}
+	a := &Activities{Targets: providers.Registry[providers.Target]{"checkout-prod": target}}
 	e := env(t, a)
-	in := StepInput{ReleaseID: "r", Step: "traffic", Target: spec.Target{Type: "exec"},
+	in := StepInput{ReleaseID: "r", Step: "traffic", Target: "checkout-prod",
 		Data: spec.TemplateData{Service: "checkout", Version: "v2", Environment: "prod", Percent: 5}}
 
 	target.err = errors.New("connection reset")
@@ -102,10 +103,11 @@ func TestStepErrorsAreTyped(t *testing.T) {
 	assert.True(t, appErr.NonRetryable(), "a stale write is refused for good")
 	assert.Equal(t, ErrTypeStaleWrite, appErr.Type())
 
-	in.Target.Type = "kubernetes"
+	in.Target = "kubernetes"
 	_, err = e.ExecuteActivity(a.SetTraffic, in)
 	require.ErrorAs(t, err, &appErr)
 	assert.Equal(t, ErrTypeUnknownTarget, appErr.Type())
+	assert.Contains(t, appErr.Error(), `this worker has no target named "kubernetes": it has "checkout-prod"`)
 	assert.True(t, appErr.NonRetryable())
 }
 
@@ -124,10 +126,10 @@ func TestMeasureTurnsEveryProblemIntoAnErrorNotAFailure(t *testing.T) {
 		"ok@v2": {v: 0.2}, "down@v2": {err: errors.New("connection refused")}, "nan@v2": {v: math.NaN()},
 		"lat@v2": {v: 0.3}, "lat@v1": {v: 0.25},
 	}
-	a := &Activities{Metrics: func(spec.Prometheus) (Metrics, error) { return m, nil }}
+	a := &Activities{Metrics: providers.Registry[providers.Metrics]{"prom": m}}
 	e := env(t, a)
 	one := 1.0
-	in := MeasureInput{Stage: 2, Data: spec.TemplateData{Version: "v2", PreviousVersion: "v1"}, Checks: []spec.Check{
+	in := MeasureInput{Stage: 2, Source: "prom", Data: spec.TemplateData{Version: "v2", PreviousVersion: "v1"}, Checks: []spec.Check{
 		{Name: "ok", Query: "ok", Max: &one},
 		{Name: "down", Query: "down", Max: &one},
 		{Name: "nan", Query: "nan", Max: &one},
@@ -153,11 +155,11 @@ func TestMeasureTurnsEveryProblemIntoAnErrorNotAFailure(t *testing.T) {
 }
 
 func TestMeasureWithoutProviderIsInconclusive(t *testing.T) {
-	a := &Activities{Metrics: func(spec.Prometheus) (Metrics, error) { return nil, errors.New("BEARER_TOKEN is not set") }}
+	a := &Activities{Metrics: providers.Registry[providers.Metrics]{"prom": scripted{}}}
 	e := env(t, a)
-	v, err := e.ExecuteActivity(a.Measure, MeasureInput{Checks: []spec.Check{{Name: "x", Query: "up"}}})
+	v, err := e.ExecuteActivity(a.Measure, MeasureInput{Source: "thanos", Checks: []spec.Check{{Name: "x", Query: "up"}}})
 	require.NoError(t, err)
 	var res MeasureResult
 	require.NoError(t, v.Get(&res))
-	assert.Equal(t, "BEARER_TOKEN is not set", res.Measurements[0].Error)
+	assert.Equal(t, `this worker has no metrics source named "thanos": it has "prom"`, res.Measurements[0].Error)
 }

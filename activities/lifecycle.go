@@ -23,109 +23,18 @@ import (
 // ErrTypePrecheckFailed: a pre-release check ran and its expectation was not met.
 const ErrTypePrecheckFailed = "PrecheckFailed"
 
-// convert copies a spec section into the provider's configuration. The two share their JSON keys by
-// design (a test keeps them in step), so a JSON round trip is the whole conversion.
-func convert(from, to any) error {
-	b, err := json.Marshal(from)
-	if err != nil {
-		return err
-	}
-	return json.Unmarshal(b, to)
-}
-
-func precheckConfig(c spec.Precheck) (precheck.Check, error) {
-	var out precheck.Check
-	if c.HTTP != nil {
-		out.HTTP = &precheck.HTTPCheck{}
-		if err := convert(c.HTTP, out.HTTP); err != nil {
-			return out, err
-		}
-		out.HTTP.Name = c.Name
-	}
-	if c.Exec != nil {
-		out.Exec = &precheck.ExecCheck{}
-		if err := convert(c.Exec, out.Exec); err != nil {
-			return out, err
-		}
-		out.Exec.Name = c.Name
-	}
-	return out, nil
-}
-
-func flagsConfig(f spec.FlagProvider) (flags.Config, error) {
-	var out flags.Config
-	return out, convert(f, &out)
-}
-
-func notifyConfig(n spec.Notification) (notify.Config, error) {
-	var out notify.Config
-	return out, convert(n, &out)
-}
-
-func tagConfig(t spec.Tag) (vcs.Config, error) {
-	var out vcs.Config
-	return out, convert(t, &out)
-}
-
-// ValidateSpec validates a spec (after WithDefaults) completely: the spec's own rules and each provider's
-// rules for its section. It is pure, so the CLI, the starter and the workflow all run it.
+// ValidateSpec validates a spec (after WithDefaults): the spec's own rules. Whether the worker has the
+// providers the spec names is checked by the Preflight activity, which can read the worker's
+// configuration. It is pure, so the CLI, the starter and the workflow all run it.
 func ValidateSpec(r spec.Release) error {
-	var problems []spec.FieldError
-	if err := r.Validate(); err != nil {
-		var verr *spec.ValidationError
-		if !errors.As(err, &verr) {
-			return err
-		}
-		problems = verr.Problems
-	}
-	add := func(path string, err error) {
-		if err != nil {
-			problems = append(problems, spec.FieldError{Path: path, Message: err.Error()})
-		}
-	}
-	for i, c := range r.Prechecks {
-		if c.HTTP == nil && c.Exec == nil {
-			continue
-		}
-		cfg, err := precheckConfig(c)
-		if err == nil {
-			err = cfg.Validate()
-		}
-		add(fmt.Sprintf("prechecks[%d]", i), err)
-	}
-	if r.Flags != nil {
-		cfg, err := flagsConfig(r.Flags.Provider)
-		if err == nil {
-			err = cfg.Validate()
-		}
-		add("flags.provider", err)
-	}
-	for i, n := range r.Notifications {
-		cfg, err := notifyConfig(n)
-		if err == nil {
-			err = cfg.Validate()
-		}
-		add(fmt.Sprintf("notifications[%d]", i), err)
-	}
-	if r.Tag != nil {
-		cfg, err := tagConfig(*r.Tag)
-		if err == nil {
-			err = cfg.Validate()
-		}
-		add("tag", err)
-	}
-	if len(problems) == 0 {
-		return nil
-	}
-	return &spec.ValidationError{Problems: problems}
+	return r.Validate()
 }
 
 // PrecheckInput asks for one pre-release check.
 type PrecheckInput struct {
-	ReleaseID  string            `json:"releaseID"`
-	Check      spec.Precheck     `json:"check"`
-	Prometheus spec.Prometheus   `json:"prometheus"`
-	Data       spec.TemplateData `json:"data"`
+	ReleaseID string            `json:"releaseID"`
+	Check     spec.Precheck     `json:"check"`
+	Data      spec.TemplateData `json:"data"`
 }
 
 // PrecheckResult is what the check observed.
@@ -133,20 +42,21 @@ type PrecheckResult struct {
 	Observed string `json:"observed"`
 }
 
-// Precheck runs one HTTP, exec or Prometheus pre-release check. An unmet expectation fails non-retryably
-// (type PrecheckFailed) with the check, the observed value and the expectation; a transient error retries.
+// Precheck runs one pre-release check: a configured check (HTTP, exec) or a metric threshold. An unmet
+// expectation fails non-retryably (type PrecheckFailed) with the check, the observed value and the
+// expectation; a transient error retries.
 func (a *Activities) Precheck(ctx context.Context, in PrecheckInput) (PrecheckResult, error) {
-	if q := in.Check.Prometheus; q != nil {
-		return a.prometheusPrecheck(ctx, in.Check.Name, *q, in.Prometheus, in.Data)
+	if q := in.Check.Metric; q != nil {
+		return a.metricPrecheck(ctx, in.Check.Name, *q, in.Data)
 	}
-	cfg, err := precheckConfig(in.Check)
+	c, err := a.Prechecks.Lookup(spec.KindPrecheck, in.Check.Check)
 	if err != nil {
 		return PrecheckResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	}
 	var observed string
 	err = withHeartbeat(ctx, func(ctx context.Context) error {
 		var err error
-		observed, err = cfg.Run(ctx, in.Data)
+		observed, err = c.Check(ctx, in.Data)
 		return err
 	})
 	switch {
@@ -154,19 +64,15 @@ func (a *Activities) Precheck(ctx context.Context, in PrecheckInput) (PrecheckRe
 		return PrecheckResult{Observed: observed}, nil
 	case errors.Is(err, precheck.ErrUnmet):
 		return PrecheckResult{Observed: observed}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePrecheckFailed, err)
-	case errors.Is(err, precheck.ErrPermanent):
+	case errors.Is(err, precheck.ErrPermanent), errors.Is(err, ErrPermanent):
 		return PrecheckResult{Observed: observed}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	default:
 		return PrecheckResult{Observed: observed}, err
 	}
 }
 
-func (a *Activities) prometheusPrecheck(ctx context.Context, name string, q spec.PrometheusPrecheck, p spec.Prometheus, d spec.TemplateData) (PrecheckResult, error) {
-	if a.Metrics == nil {
-		return PrecheckResult{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("pre-release check %q needs Prometheus, and this worker has no metrics provider", name), ErrTypePermanent, nil)
-	}
-	m, err := a.Metrics(p)
+func (a *Activities) metricPrecheck(ctx context.Context, name string, q spec.MetricPrecheck, d spec.TemplateData) (PrecheckResult, error) {
+	m, err := a.Metrics.Lookup(spec.KindMetrics, q.Source)
 	if err != nil {
 		return PrecheckResult{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pre-release check %q: %v", name, err), ErrTypePermanent, err)
 	}
@@ -206,16 +112,16 @@ type FlagsInput struct {
 // SetFlags sets every flag of the release to Percent (0 off, 100 fully on). Setting is idempotent, so a
 // retry is safe without a ledger.
 func (a *Activities) SetFlags(ctx context.Context, in FlagsInput) error {
-	cfg, err := flagsConfig(in.Flags.Provider)
+	p, err := a.Flags.Lookup(spec.KindFlags, in.Flags.Provider)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	}
-	err = withHeartbeat(ctx, func(ctx context.Context) error { return flags.Set(ctx, cfg, in.Flags.Names, in.Percent, in.Data) })
+	err = withHeartbeat(ctx, func(ctx context.Context) error { return p.Set(ctx, in.Flags.Names, in.Percent, in.Data) })
 	if err == nil {
 		return nil
 	}
 	msg := fmt.Sprintf("setting flags %s to %d%% for %s: %v", strings.Join(in.Flags.Names, ", "), in.Percent, in.Data.Service, err)
-	if errors.Is(err, flags.ErrPermanent) {
+	if errors.Is(err, flags.ErrPermanent) || errors.Is(err, ErrPermanent) {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypePermanent, err)
 	}
 	return errors.New(msg)
@@ -223,7 +129,8 @@ func (a *Activities) SetFlags(ctx context.Context, in FlagsInput) error {
 
 // NotifyInput is one message to one channel.
 type NotifyInput struct {
-	Channel    spec.Notification    `json:"channel"`
+	// Channel names the channel, one of the worker configuration's notifications.
+	Channel    string               `json:"channel"`
 	Index      int                  `json:"index"`
 	Kind       string               `json:"kind"`
 	WorkflowID string               `json:"workflowID"`
@@ -238,11 +145,11 @@ type NotifyInput struct {
 // Notify sends one event to one channel. The idempotency key (release, event, stage, channel) travels as
 // the Idempotency-Key header so receivers can drop a retry's duplicate.
 func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
-	cfg, err := notifyConfig(in.Channel)
+	ch, err := a.Notifications.Lookup(spec.KindNotification, in.Channel)
 	if err != nil {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	}
-	if !cfg.Wants(notify.EventKind(in.Kind)) {
+	if !ch.Wants(notify.EventKind(in.Kind)) {
 		return nil
 	}
 	d := in.Data
@@ -259,7 +166,7 @@ func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
 		ev.AbortCommand = fmt.Sprintf("shepherd abort %s --env %s --reason REASON", d.Service, d.Environment)
 	}
 	key := fmt.Sprintf("%s/%d", notify.IdempotencyKey(ev), in.Index)
-	err = notify.Send(ctx, cfg, ev, key)
+	err = ch.Send(ctx, ev, key)
 	if err != nil && errors.Is(err, notify.ErrPermanent) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	}
@@ -280,14 +187,14 @@ type TagResult struct {
 
 // TagRelease creates the annotated git tag; idempotent when the tag already points at the same commit.
 func (a *Activities) TagRelease(ctx context.Context, in TagInput) (TagResult, error) {
-	cfg, err := tagConfig(in.Tag)
+	repo, err := a.Repositories.Lookup(spec.KindRepository, in.Tag.Repo)
 	if err != nil {
 		return TagResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypePermanent, err)
 	}
 	var created bool
 	err = withHeartbeat(ctx, func(ctx context.Context) error {
 		var err error
-		created, err = vcs.Tag(ctx, cfg, in.Data, in.Notes)
+		created, err = repo.Tag(ctx, in.Tag.Name, in.Data, in.Notes)
 		return err
 	})
 	if err != nil && errors.Is(err, vcs.ErrPermanent) {

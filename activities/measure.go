@@ -14,11 +14,12 @@ import (
 
 // MeasureInput asks for one measurement of every check.
 type MeasureInput struct {
-	ReleaseID  string            `json:"releaseID"`
-	Stage      int               `json:"stage"`
-	Prometheus spec.Prometheus   `json:"prometheus"`
-	Checks     []spec.Check      `json:"checks"`
-	Data       spec.TemplateData `json:"data"`
+	ReleaseID string `json:"releaseID"`
+	Stage     int    `json:"stage"`
+	// Source names the metrics source, one of the worker configuration's metrics.
+	Source string            `json:"source"`
+	Checks []spec.Check      `json:"checks"`
+	Data   spec.TemplateData `json:"data"`
 }
 
 // MeasureResult holds one measurement per check, in check order. Verdicts are left empty: the workflow
@@ -31,13 +32,7 @@ type MeasureResult struct {
 // an empty result becomes that check's Error, which the workflow judges inconclusive.
 func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
 	out := MeasureResult{Measurements: make([]record.Measurement, len(in.Checks))}
-	var m Metrics
-	var factoryErr error
-	if a.Metrics == nil {
-		factoryErr = fmt.Errorf("this worker has no metrics provider configured")
-	} else {
-		m, factoryErr = a.Metrics(in.Prometheus)
-	}
+	m, factoryErr := a.Metrics.Lookup(spec.KindMetrics, in.Source)
 	for i, c := range in.Checks {
 		meas := record.Measurement{Check: c.Name, Stage: in.Stage, Max: c.Max, Min: c.Min, Time: time.Now().UTC()}
 		if factoryErr != nil {

@@ -5,16 +5,31 @@ import (
 	"io/fs"
 	"testing"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/worker"
 )
 
 // TestExamplesAreValid keeps every example spec parseable and valid as the workflow would see it.
 func TestExamplesAreValid(t *testing.T) {
-	names, err := fs.Glob(examples.FS, "*.yaml")
+	names, err := examples.Specs()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg, err := fs.ReadFile(examples.FS, examples.WorkerConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Parse(cfg)
+	if err != nil {
+		t.Fatalf("%s: %v", examples.WorkerConfig, err)
+	}
+	p, err := worker.Build(c, worker.BuildOptions{CheckSecrets: true})
+	if err != nil {
+		t.Fatalf("%s: %v", examples.WorkerConfig, err)
+	}
+	acts := p.Activities()
 	for _, want := range []string{examples.DemoGood, examples.DemoBad, "release.yaml"} {
 		found := false
 		for _, n := range names {
@@ -36,6 +51,9 @@ func TestExamplesAreValid(t *testing.T) {
 			}
 			if err := r.WithDefaults().Validate(); err != nil {
 				t.Fatalf("validate: %v", err)
+			}
+			if err := acts.CheckUses(r.WithDefaults().Uses()); err != nil {
+				t.Fatalf("names what %s lacks: %v", examples.WorkerConfig, err)
 			}
 		})
 	}
@@ -59,8 +77,8 @@ func TestDemoSpecsDifferOnlyInVersions(t *testing.T) {
 	if good.Version == bad.Version || bad.PreviousVersion != good.Version {
 		t.Fatalf("bad release %s (from %s) should follow the good one %s", bad.Version, bad.PreviousVersion, good.Version)
 	}
-	if good.Target.Type != spec.TargetLocal || bad.Target.Type != spec.TargetLocal {
-		t.Errorf("demo specs must use the local target, got %q and %q", good.Target.Type, bad.Target.Type)
+	if good.Target != "demo-fleet" || bad.Target != "demo-fleet" {
+		t.Errorf("demo specs must use the demo-fleet target, got %q and %q", good.Target, bad.Target)
 	}
 	bad.Version, bad.PreviousVersion, bad.Description = good.Version, good.PreviousVersion, good.Description
 	gj, bj := mustJSON(t, good), mustJSON(t, bad)

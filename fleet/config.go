@@ -15,7 +15,7 @@ import (
 
 // Defaults used when Config leaves a field zero.
 const (
-	// DefaultListen is the admin API address; it matches spec.DefaultLocalController.
+	// DefaultListen is the admin API address; it matches providers/local.DefaultController.
 	DefaultListen = "127.0.0.1:9300"
 	// DefaultProxyListen is the weighted reverse proxy's address.
 	DefaultProxyListen = "127.0.0.1:9380"

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/shepherd-release/shepherd/internal/testenv"
-	"github.com/shepherd-release/shepherd/spec"
 )
 
 // demoBinary is the demo-service executable, built once for all tests.
@@ -268,12 +267,6 @@ func killOnCleanup(t *testing.T, pids ...int) {
 			}
 		}
 	})
-}
-
-func TestDefaultListenMatchesSpec(t *testing.T) {
-	if "http://"+DefaultListen != spec.DefaultLocalController {
-		t.Errorf("DefaultListen %s does not match spec.DefaultLocalController %s", DefaultListen, spec.DefaultLocalController)
-	}
 }
 
 func TestReleaseLifecycle(t *testing.T) {

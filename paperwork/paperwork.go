@@ -3,8 +3,9 @@
 // and the runbook the on-call follows (the exact commands for this release, including rolling back by
 // hand when Shepherd itself is down).
 //
-// Both are generated from the spec, never written by hand, so the paperwork cannot drift from what the
-// workflow will do. Generation is pure and deterministic: the same spec (and start time) always gives the
+// Both are generated from the spec and from the worker's description of the providers the spec names
+// (each provider describes itself: what it runs, what it needs, how to undo it by hand), never written by
+// hand, so the paperwork cannot drift from what the workflow and the worker will do. Generation is pure and deterministic: the same spec (and start time) always gives the
 // same bytes, which is what lets the documents be reviewed as diffs and tested as golden files.
 package paperwork
 
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -28,12 +31,48 @@ const SpecFile = "release.yaml"
 // the release has started; `temporal workflow describe` shows it.
 const RunIDPlaceholder = "RUN_ID"
 
-// prepare fills in the defaults and validates the spec exactly as `shepherd start` does, so a document is
-// never written for a release that could not run.
-func prepare(r spec.Release) (spec.Release, error) {
+// ConfigFile is the name the documents use for the worker configuration file in commands.
+const ConfigFile = "shepherd.yaml"
+
+// Worker is what the documents know of the worker that will run the release: the descriptions of the
+// providers its configuration declares, by section (config.SectionTargets, ...) and name; that is
+// worker.Providers.Descriptions.
+type Worker map[string]map[string]providers.Description
+
+// of returns the description of a provider the spec names; prepare checked that it exists.
+func (w Worker) of(section, name string) providers.Description {
+	return w[section][name]
+}
+
+// sections maps the kinds of spec.Use to the configuration's sections.
+var sections = map[string]string{
+	spec.KindTarget: config.SectionTargets, spec.KindMetrics: config.SectionMetrics,
+	spec.KindPrecheck: config.SectionPrechecks, spec.KindFlags: config.SectionFlags,
+	spec.KindNotification: config.SectionNotifications, spec.KindRepository: config.SectionRepositories,
+}
+
+// prepare fills in the defaults and validates the spec exactly as `shepherd start` does, and checks that
+// the worker has every provider the spec names as the preflight would, so a document is never written
+// for a release that could not run.
+func prepare(r spec.Release, w Worker) (spec.Release, error) {
 	d := r.WithDefaults()
 	if err := activities.ValidateSpec(d); err != nil {
 		return spec.Release{}, err
+	}
+	var problems []spec.FieldError
+	for _, u := range d.Uses() {
+		section := sections[u.Kind]
+		if _, ok := w[section][u.Name]; !ok {
+			have := make(providers.Registry[providers.Description], len(w[section]))
+			for n, v := range w[section] {
+				have[n] = v
+			}
+			_, err := have.Lookup(u.Kind, u.Name)
+			problems = append(problems, spec.FieldError{Path: u.Path, Message: err.Error()})
+		}
+	}
+	if len(problems) > 0 {
+		return spec.Release{}, &spec.ValidationError{Problems: problems}
 	}
 	return d, nil
 }

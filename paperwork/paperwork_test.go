@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/worker"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -21,8 +23,60 @@ var start = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
 func ptr(v float64) *float64 { return &v }
 
-// richSpec uses every section: exec target with env and dir, an approval gate with a timeout, prechecks of
-// every kind including a sign-off, flags over HTTP, two notification channels, a baseline check and a tag.
+// richConfig is the worker configuration richSpec names from: exec target with env and dir, a Prometheus
+// source with a credential, http and exec prechecks, flags over HTTP, two notification channels, a git
+// repository.
+const richConfig = `
+targets:
+  payments-prod:
+    type: exec
+    deploy: kubectl -n {{.Environment}} apply -f deploy/{{.Service}}-{{.Version}}.yaml
+    health: kubectl -n {{.Environment}} rollout status deploy/{{.Service}}-{{.Version}} --timeout=2m
+    traffic: ./set-weight.sh '{{.Service}}' {{.Version}} {{.Percent}}
+    promote: ./promote.sh {{.Service}} {{.Version}}
+    rollback: kubectl -n {{.Environment}} delete deploy/{{.Service}}-{{.Version}} --ignore-not-found
+    timeout: 3m
+    dir: /srv/deploy
+    env: {KUBECONFIG: /etc/shepherd/kubeconfig, CLUSTER: eu-1, MESH: istio}
+metrics:
+  prometheus: {type: prometheus, address: "https://prometheus.internal:9090", bearerTokenEnv: PROM_TOKEN}
+prechecks:
+  artifact: {type: http, url: "https://registry.internal/v2/{{.Service}}/manifests/{{.Version}}", headerEnv: {Authorization: REGISTRY_AUTH}}
+  migrations: {type: exec, command: "./migrations-applied.sh {{.Version}}", expect: ok}
+flags:
+  flags-api:
+    type: http
+    url: "https://flags.internal/api/flags/{{.Flag}}"
+    bodyTemplate: '{"rollout": {{.Percent}}, "enabled": {{.Enabled}}}'
+    headers: {X-Release: "{{.Service}}", X-Actor: shepherd}
+    headerEnv: {Authorization: FLAGS_TOKEN}
+notifications:
+  releases-slack: {type: slack, urlEnv: SLACK_RELEASES_URL}
+  oncall:
+    type: webhook
+    url: "https://hooks.internal/oncall?token=secret"
+    events: [approvalNeeded, rolledBack, rollbackStuck, rollbackFailed]
+    templates: {rolledBack: "rolled back: {{.Message}}", approvalNeeded: "approve: {{.ApproveCommand}}"}
+repositories:
+  payments: {type: git, repo: /srv/git/payments, push: true}
+`
+
+// workerOf builds the providers of a configuration as `shepherd plan --config` does (no secrets read).
+func workerOf(t *testing.T, yaml string) Worker {
+	t.Helper()
+	c, err := config.Parse([]byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := worker.Build(c, worker.BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Descriptions
+}
+
+// richSpec uses every section: an approval gate with a timeout, prechecks of every kind including a
+// sign-off, flags, two notification channels, a baseline check and a tag.
 func richSpec() spec.Release {
 	return spec.Release{
 		Service:         "payments",
@@ -30,16 +84,7 @@ func richSpec() spec.Release {
 		Version:         "v3.1.0",
 		PreviousVersion: "v3.0.2",
 		Description:     "payments v3.1.0: new ledger writer | CHG-42",
-		Target: spec.Target{Type: spec.TargetExec, Exec: &spec.ExecTarget{
-			Deploy:   "kubectl -n {{.Environment}} apply -f deploy/{{.Service}}-{{.Version}}.yaml",
-			Health:   "kubectl -n {{.Environment}} rollout status deploy/{{.Service}}-{{.Version}} --timeout=2m",
-			Traffic:  "./set-weight.sh '{{.Service}}' {{.Version}} {{.Percent}}",
-			Promote:  "./promote.sh {{.Service}} {{.Version}}",
-			Rollback: "kubectl -n {{.Environment}} delete deploy/{{.Service}}-{{.Version}} --ignore-not-found",
-			Timeout:  spec.Duration(3 * time.Minute),
-			Dir:      "/srv/deploy",
-			Env:      map[string]string{"KUBECONFIG": "/etc/shepherd/kubeconfig", "CLUSTER": "eu-1", "MESH": "istio"},
-		}},
+		Target:          "payments-prod",
 		Stages: []spec.Stage{
 			{Percent: 5, Soak: spec.Duration(10 * time.Minute)},
 			{Percent: 25, Soak: spec.Duration(20 * time.Minute), Approval: true,
@@ -49,7 +94,7 @@ func richSpec() spec.Release {
 		Analysis: spec.Analysis{
 			Interval:     spec.Duration(time.Minute),
 			FailureLimit: 2,
-			Prometheus:   &spec.Prometheus{Address: "https://prometheus.internal:9090", BearerTokenEnv: "PROM_TOKEN"},
+			Source:       "prometheus",
 			Checks: []spec.Check{
 				{Name: "error-rate", Query: `sum(rate(http_requests_total{service="{{.Service}}",version="{{.Version}}",code=~"5..|429"}[2m]))`, Max: ptr(0.005)},
 				{Name: "p99-latency", Query: `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="{{.Service}}",version="{{.Version}}"}[2m])))`,
@@ -57,31 +102,36 @@ func richSpec() spec.Release {
 			},
 		},
 		Prechecks: []spec.Precheck{
-			{Name: "artifact", HTTP: &spec.HTTPPrecheck{URL: "https://registry.internal/v2/{{.Service}}/manifests/{{.Version}}",
-				HeaderEnv: map[string]string{"Authorization": "REGISTRY_AUTH"}}},
-			{Name: "migrations", Exec: &spec.ExecPrecheck{Command: "./migrations-applied.sh {{.Version}}", Expect: "ok"}},
-			{Name: "capacity", Prometheus: &spec.PrometheusPrecheck{Query: `cluster:cpu_free:ratio{env="{{.Environment}}"}`, Min: ptr(0.3)}},
+			{Name: "artifact", Check: "artifact"},
+			{Name: "migrations", Check: "migrations"},
+			{Name: "capacity", Metric: &spec.MetricPrecheck{Query: `cluster:cpu_free:ratio{env="{{.Environment}}"}`, Min: ptr(0.3)}},
 			{Name: "qa", Signoff: &spec.Signoff{Role: "qa", Timeout: spec.Duration(4 * time.Hour)}},
 		},
-		Flags: &spec.Flags{
-			Names: []string{"ledger-v2", "async-capture"},
-			Provider: spec.FlagProvider{Type: "http", URL: "https://flags.internal/api/flags/{{.Flag}}",
-				BodyTemplate: `{"rollout": {{.Percent}}, "enabled": {{.Enabled}}}`,
-				Headers:      map[string]string{"X-Release": "{{.Service}}", "X-Actor": "shepherd"},
-				HeaderEnv:    map[string]string{"Authorization": "FLAGS_TOKEN"}},
-		},
-		Notifications: []spec.Notification{
-			{Type: "slack", URLEnv: "SLACK_RELEASES_URL"},
-			{Type: "webhook", URL: "https://hooks.internal/oncall?token=secret", Events: []string{"approvalNeeded", "rolledBack", "rollbackFailed"},
-				Templates: map[string]string{"rolledBack": "rolled back: {{.Message}}", "approvalNeeded": "approve: {{.ApproveCommand}}"}},
-		},
-		Tag: &spec.Tag{Repo: "/srv/git/payments", Push: true},
+		Flags:         &spec.Flags{Names: []string{"ledger-v2", "async-capture"}, Provider: "flags-api"},
+		Notifications: []string{"releases-slack", "oncall"},
+		Tag:           &spec.Tag{Repo: "payments"},
 	}
 }
 
+// minimalConfig is the worker configuration minimalSpec names from.
+const minimalConfig = `
+targets: {checkout: {type: local}}
+metrics: {prometheus: {type: prometheus}}
+`
+
 // minimalSpec has only what a spec must give; everything else is a default.
 func minimalSpec() spec.Release {
-	return spec.Release{Service: "checkout", Version: "v2", Target: spec.Target{Type: spec.TargetLocal}}
+	return spec.Release{Service: "checkout", Version: "v2", Target: "checkout"}
+}
+
+// exampleWorker is examples/shepherd.yaml.
+func exampleWorker(t *testing.T) Worker {
+	t.Helper()
+	data, err := examples.FS.ReadFile(examples.WorkerConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return workerOf(t, string(data))
 }
 
 func exampleSpec(t *testing.T) spec.Release {
@@ -136,22 +186,23 @@ func golden(t *testing.T, name string, got []byte) {
 
 func TestGolden(t *testing.T) {
 	specs := []struct {
-		name string
-		spec func(*testing.T) spec.Release
+		name   string
+		spec   func(*testing.T) spec.Release
+		worker func(*testing.T) Worker
 	}{
-		{"example", exampleSpec},
-		{"rich", func(*testing.T) spec.Release { return richSpec() }},
-		{"minimal", func(*testing.T) spec.Release { return minimalSpec() }},
+		{"example", exampleSpec, exampleWorker},
+		{"rich", func(*testing.T) spec.Release { return richSpec() }, func(t *testing.T) Worker { return workerOf(t, richConfig) }},
+		{"minimal", func(*testing.T) spec.Release { return minimalSpec() }, func(t *testing.T) Worker { return workerOf(t, minimalConfig) }},
 	}
 	for _, s := range specs {
 		t.Run(s.name, func(t *testing.T) {
-			r := s.spec(t)
-			plan, err := Plan(r, start)
+			r, w := s.spec(t), s.worker(t)
+			plan, err := Plan(r, w, start)
 			if err != nil {
 				t.Fatalf("Plan: %v", err)
 			}
 			golden(t, s.name+"-plan", plan)
-			rb, err := Runbook(r)
+			rb, err := Runbook(r, w)
 			if err != nil {
 				t.Fatalf("Runbook: %v", err)
 			}
@@ -160,26 +211,28 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-// TestDeterministic generates each document many times: maps in the spec (exec env, headers, templates)
-// must not leak their iteration order into the output.
+// TestDeterministic generates each document many times: maps in the configuration (exec env, headers,
+// templates) must not leak their iteration order into the output.
 func TestDeterministic(t *testing.T) {
 	r := richSpec()
+	var env []string
 	for k := range 20 {
-		r.Target.Exec.Env[string(rune('A'+k))+"_VAR"] = "x"
+		env = append(env, string(rune('A'+k))+"_VAR: x")
 	}
-	first, err := Plan(r, start)
+	w := workerOf(t, strings.Replace(richConfig, "MESH: istio}", "MESH: istio, "+strings.Join(env, ", ")+"}", 1))
+	first, err := Plan(r, w, start)
 	if err != nil {
 		t.Fatal(err)
 	}
-	firstRB, err := Runbook(r)
+	firstRB, err := Runbook(r, w)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {
-		if p, _ := Plan(r, start); !bytes.Equal(p, first) {
+		if p, _ := Plan(r, w, start); !bytes.Equal(p, first) {
 			t.Fatal("Plan gave different output for the same spec")
 		}
-		if rb, _ := Runbook(r); !bytes.Equal(rb, firstRB) {
+		if rb, _ := Runbook(r, w); !bytes.Equal(rb, firstRB) {
 			t.Fatal("Runbook gave different output for the same spec")
 		}
 	}
@@ -189,22 +242,24 @@ func TestInvalidSpecIsAnError(t *testing.T) {
 	r := minimalSpec()
 	r.Stages = []spec.Stage{{Percent: 50}} // the last stage must be 100
 	var verr *spec.ValidationError
-	if _, err := Plan(r, start); !errors.As(err, &verr) {
+	w := workerOf(t, minimalConfig)
+	if _, err := Plan(r, w, start); !errors.As(err, &verr) {
 		t.Errorf("Plan: got %v, want a *spec.ValidationError", err)
 	}
-	if _, err := Runbook(r); !errors.As(err, &verr) {
+	if _, err := Runbook(r, w); !errors.As(err, &verr) {
 		t.Errorf("Runbook: got %v, want a *spec.ValidationError", err)
 	}
 	r = richSpec()
-	r.Notifications[0].Type = "pager" // only the provider's own validation catches this
-	if _, err := Plan(r, start); err == nil || !strings.Contains(err.Error(), "notifications[0]") {
-		t.Errorf("Plan with an unknown notifier: got %v, want a notifications[0] problem", err)
+	r.Notifications[0] = "pager" // only the worker configuration can tell
+	if _, err := Plan(r, workerOf(t, richConfig), start); err == nil ||
+		!strings.Contains(err.Error(), `notifications[0]: this worker has no notification channel named "pager": it has "oncall", "releases-slack"`) {
+		t.Errorf("Plan with an unknown channel: got %v, want a notifications[0] problem", err)
 	}
 }
 
-func riskOf(t *testing.T, r spec.Release, mode string) Risk {
+func riskOf(t *testing.T, r spec.Release, w Worker, mode string) Risk {
 	t.Helper()
-	for _, k := range Risks(r) {
+	for _, k := range Risks(r, w) {
 		if k.Mode == mode {
 			return k
 		}
@@ -222,9 +277,10 @@ func TestApproverUnavailableRatedHigherWithoutTimeout(t *testing.T) {
 	noGates.Stages[1] = spec.Stage{Percent: 25, Soak: noGates.Stages[1].Soak}
 	noGates.Prechecks = noGates.Prechecks[:3]
 
-	a := riskOf(t, withTimeout, RiskApproverUnavailable)
-	b := riskOf(t, noTimeout, RiskApproverUnavailable)
-	c := riskOf(t, noGates, RiskApproverUnavailable)
+	w := workerOf(t, richConfig)
+	a := riskOf(t, withTimeout, w, RiskApproverUnavailable)
+	b := riskOf(t, noTimeout, w, RiskApproverUnavailable)
+	c := riskOf(t, noGates, w, RiskApproverUnavailable)
 	if b.Rating() <= a.Rating() {
 		t.Errorf("gate without timeout rated %s, with timeout %s: want higher without", b.Rating(), a.Rating())
 	}
@@ -237,11 +293,11 @@ func TestApproverUnavailableRatedHigherWithoutTimeout(t *testing.T) {
 	// A gate nobody hears about is as bad as one without a timeout.
 	silent := richSpec()
 	silent.Notifications = silent.Notifications[1:]
-	silent.Notifications[0].Events = []string{"rollbackFailed"}
-	if s := riskOf(t, silent, RiskApproverUnavailable); s.Likelihood != High {
+	silentWorker := workerOf(t, strings.Replace(richConfig, "events: [approvalNeeded, rolledBack, rollbackStuck, rollbackFailed]", "events: [rollbackFailed]", 1))
+	if s := riskOf(t, silent, silentWorker, RiskApproverUnavailable); s.Likelihood != High {
 		t.Errorf("no channel receives approvalNeeded: likelihood %s, want High", s.Likelihood)
 	}
-	plan, err := Plan(noTimeout, start)
+	plan, err := Plan(noTimeout, w, start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,44 +312,44 @@ func TestSLOBreachImpactFollowsAnalysis(t *testing.T) {
 	off.Analysis.Disabled = true
 	wide := minimalSpec()
 	wide.Stages = []spec.Stage{{Percent: 50}, {Percent: 100}}
-	if got := riskOf(t, on, RiskSLOBreach).Impact; got != Low {
+	w := workerOf(t, minimalConfig)
+	if got := riskOf(t, on, w, RiskSLOBreach).Impact; got != Low {
 		t.Errorf("1%% first stage, 30s detection: impact %s, want Low", got)
 	}
-	if got := riskOf(t, wide, RiskSLOBreach).Impact; got != High {
+	if got := riskOf(t, wide, w, RiskSLOBreach).Impact; got != High {
 		t.Errorf("50%% first stage: impact %s, want High", got)
 	}
-	if got := riskOf(t, off, RiskSLOBreach).Impact; got != High {
+	if got := riskOf(t, off, w, RiskSLOBreach).Impact; got != High {
 		t.Errorf("analysis disabled: impact %s, want High", got)
 	}
-	if got := riskOf(t, off, RiskMetricsUnavailable); got.Rating() != Low {
+	if got := riskOf(t, off, w, RiskMetricsUnavailable); got.Rating() != Low {
 		t.Errorf("analysis disabled: metrics risk %s, want Low", got.Rating())
 	}
 }
 
 func TestDeployRiskWithoutHealthCommand(t *testing.T) {
 	r := richSpec()
-	with := riskOf(t, r, RiskDeployFails)
-	r.Target.Exec.Health = ""
-	without := riskOf(t, r, RiskDeployFails)
+	with := riskOf(t, r, workerOf(t, richConfig), RiskDeployFails)
+	noHealth := strings.Replace(richConfig, "    health: kubectl -n {{.Environment}} rollout status deploy/{{.Service}}-{{.Version}} --timeout=2m\n", "", 1)
+	without := riskOf(t, r, workerOf(t, noHealth), RiskDeployFails)
 	if without.Impact <= with.Impact {
 		t.Errorf("no health command: impact %s, with one %s; want higher without", without.Impact, with.Impact)
 	}
 }
 
 func TestRunbookRendersExecRollback(t *testing.T) {
-	rb, err := Runbook(richSpec())
+	rb, err := Runbook(richSpec(), workerOf(t, richConfig))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := string(rb)
 	for _, want := range []string{
 		// traffic to 0 first, with the compensation's stage, the template rendered and its quotes escaped
-		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=1 sh -c './set-weight.sh '\''payments'\'' v3.1.0 0'`,
-		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=0 sh -c 'kubectl -n production delete deploy/payments-v3.1.0 --ignore-not-found'`,
-		"export SHEPHERD_SERVICE=payments \\\n       SHEPHERD_ENVIRONMENT=production \\\n       SHEPHERD_VERSION=v3.1.0",
-		"SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID",
+		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=1 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=rollback-traffic SHEPHERD_STEP_SEQ=0 sh -c './set-weight.sh '\''payments'\'' v3.1.0 0'`,
+		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=0 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=remove-canary SHEPHERD_STEP_SEQ=0 sh -c 'kubectl -n production delete deploy/payments-v3.1.0 --ignore-not-found'`,
+		"SHEPHERD_SERVICE=payments SHEPHERD_ENVIRONMENT=production SHEPHERD_VERSION=v3.1.0",
 		"cd /srv/deploy",
-		"export CLUSTER=eu-1   # target.exec.env\nexport KUBECONFIG=/etc/shepherd/kubeconfig   # target.exec.env\nexport MESH=istio",
+		"export CLUSTER=eu-1\nexport KUBECONFIG=/etc/shepherd/kubeconfig\nexport MESH=istio",
 		// flags off between traffic and removal, as the provider would send it
 		`curl -sS -X PUT -H 'Content-Type: application/json' -H 'X-Actor: shepherd' -H 'X-Release: payments' -H "Authorization: ${FLAGS_TOKEN}" https://flags.internal/api/flags/ledger-v2 -d '{"rollout": 0, "enabled": false}'`,
 		// gated stage and sign-off
@@ -303,7 +359,8 @@ func TestRunbookRendersExecRollback(t *testing.T) {
 		`temporal workflow signal --workflow-id release:payments:production --name abort --input '{"by":"you","reason":"REASON"}'`,
 		// diagnosis
 		"temporal operator search-attribute create --name ReleaseTrafficPercent --type Int",
-		`curl -sS -H "Authorization: Bearer ${PROM_TOKEN}" https://prometheus.internal:9090/api/v1/query --data-urlencode 'query=up'`,
+		"the workers have the bearer token in $PROM_TOKEN",
+		"shepherd analyze -f release.yaml --config shepherd.yaml --version v3.1.0",
 		"temporal task-queue describe --task-queue shepherd",
 	} {
 		if !strings.Contains(s, want) {
@@ -320,9 +377,12 @@ func TestRunbookRendersExecRollback(t *testing.T) {
 
 func TestRunbookLocalTargetCurls(t *testing.T) {
 	r := minimalSpec()
-	r.Target.Local = &spec.LocalTarget{Controller: "http://fleet.test:9300/"}
-	r.Flags = &spec.Flags{Names: []string{"new-cart", `odd"name`}, Provider: spec.FlagProvider{Type: "flagd-file", Path: "/etc/flagd/flags.json"}}
-	rb, err := Runbook(r)
+	r.Flags = &spec.Flags{Names: []string{"new-cart", `odd"name`}, Provider: "flagd"}
+	rb, err := Runbook(r, workerOf(t, `
+targets: {checkout: {type: local, controller: "http://fleet.test:9300/"}}
+metrics: {prometheus: {type: prometheus}}
+flags: {flagd: {type: flagd-file, path: /etc/flagd/flags.json}}
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +408,7 @@ func TestRunbookLocalTargetCurls(t *testing.T) {
 }
 
 func TestPlanTimeline(t *testing.T) {
-	plan, err := Plan(richSpec(), start)
+	plan, err := Plan(richSpec(), workerOf(t, richConfig), start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +426,8 @@ func TestPlanTimeline(t *testing.T) {
 		// rollback triggers with the limits
 		"one check fails 2 times in a row: `error-rate` > 0.005; `p99-latency` > 0.3 or > stable + 10%",
 		"one check is inconclusive 3 times in a row",
-		// communication: a secret inline URL is not printed
-		"inline URL at `hooks.internal`",
+		// communication: a secret URL is not printed
+		"posted to a webhook on hooks.internal",
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("plan lacks %q", want)
@@ -377,7 +437,7 @@ func TestPlanTimeline(t *testing.T) {
 		t.Error("the plan prints a webhook URL's secret")
 	}
 	// Seconds appear only when needed.
-	sec, err := Plan(minimalSpec(), start.Add(30*time.Second))
+	sec, err := Plan(minimalSpec(), workerOf(t, minimalConfig), start.Add(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +447,7 @@ func TestPlanTimeline(t *testing.T) {
 }
 
 func TestPlanWarnsWithoutNotifications(t *testing.T) {
-	plan, err := Plan(minimalSpec(), start)
+	plan, err := Plan(minimalSpec(), workerOf(t, minimalConfig), start)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,10 +455,10 @@ func TestPlanWarnsWithoutNotifications(t *testing.T) {
 	if !strings.Contains(s, "> **Warning:** Notifications: none configured.") {
 		t.Error("no warning about missing notification channels")
 	}
-	if r := riskOf(t, minimalSpec(), RiskNobodyTold); r.Rating() != High {
+	if r := riskOf(t, minimalSpec(), workerOf(t, minimalConfig), RiskNobodyTold); r.Rating() != High {
 		t.Errorf("no channels: %s rated %s, want High", RiskNobodyTold, r.Rating())
 	}
-	rich, err := Plan(richSpec(), start)
+	rich, err := Plan(richSpec(), workerOf(t, richConfig), start)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,13 +2,12 @@ package paperwork
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"text/template"
 	"time"
 
-	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
 	"github.com/shepherd-release/shepherd/providers/vcs"
@@ -20,12 +19,12 @@ import (
 // criteria, rollback triggers, risk assessment, prerequisites and communication plan. The spec gets its
 // defaults and is validated as `shepherd start` would; an invalid spec is an error (a
 // *spec.ValidationError). Times are printed in start's location.
-func Plan(r spec.Release, start time.Time) ([]byte, error) {
-	d, err := prepare(r)
+func Plan(r spec.Release, w Worker, start time.Time) ([]byte, error) {
+	d, err := prepare(r, w)
 	if err != nil {
 		return nil, err
 	}
-	p := planner{d: d, start: start, wf: spec.WorkflowID(d.Service, d.Environment)}
+	p := planner{d: d, w: w, start: start, wf: spec.WorkflowID(d.Service, d.Environment)}
 	p.layout = "2006-01-02 15:04 MST"
 	if !start.Equal(start.Truncate(time.Minute)) || slices.ContainsFunc(d.Stages, func(s spec.Stage) bool {
 		return s.Soak.D()%time.Minute != 0
@@ -48,6 +47,7 @@ func Plan(r spec.Release, start time.Time) ([]byte, error) {
 
 type planner struct {
 	d      spec.Release
+	w      Worker
 	start  time.Time
 	wf     string
 	layout string
@@ -126,9 +126,9 @@ func (p *planner) summary() {
 	if d.Analysis.Disabled {
 		b.WriteString(" on time alone: **analysis is disabled**, so no SLO check can stop it.")
 	} else {
-		fmt.Fprintf(&b, " while %s run against Prometheus every %s. A check failing %s rolls the "+
+		fmt.Fprintf(&b, " while %s run against the metrics source %s every %s. A check failing %s rolls the "+
 			"release back automatically; missing data pauses it for a person.", plural(len(d.Analysis.Checks), "SLO check", "SLO checks"),
-			dur(d.Analysis.Interval.D()), times(d.Analysis.FailureLimit))
+			code(d.Analysis.Source), dur(d.Analysis.Interval.D()), times(d.Analysis.FailureLimit))
 	}
 	fmt.Fprintf(&b, " After the last stage %s is promoted to stable. A rollback puts traffic back on the stable "+
 		"version first.", code(d.Version))
@@ -144,14 +144,15 @@ func (p *planner) summary() {
 	}
 	rows = append(rows,
 		[]string{"Workflow ID", code(p.wf) + " (one active release per service and environment)"},
-		[]string{"Target", targetSummary(d)},
+		[]string{"Target", targetSummary(d, p.w)},
 		[]string{"Stages", p.percents() + ", " + dur(total) + " of soak in total"},
 	)
 	if d.Analysis.Disabled {
 		rows = append(rows, []string{"Analysis", "**disabled**"})
 	} else {
-		rows = append(rows, []string{"Analysis", fmt.Sprintf("%s every %s against %s",
-			plural(len(d.Analysis.Checks), "check", "checks"), dur(d.Analysis.Interval.D()), code(d.Analysis.Prometheus.Address))})
+		src := p.w.of(config.SectionMetrics, d.Analysis.Source)
+		rows = append(rows, []string{"Analysis", fmt.Sprintf("%s every %s against %s: %s",
+			plural(len(d.Analysis.Checks), "check", "checks"), dur(d.Analysis.Interval.D()), code(d.Analysis.Source), cell(src.Summary))})
 	}
 	gated := p.gatedStages()
 	approvals := "none"
@@ -181,7 +182,7 @@ func (p *planner) summary() {
 		for i, n := range f.Names {
 			names[i] = code(n)
 		}
-		flagsRow = joinAnd(names) + " via " + code(f.Provider.Type)
+		flagsRow = joinAnd(names) + " via " + code(f.Provider) + ": " + cell(p.w.of(config.SectionFlags, f.Provider).Summary)
 	}
 	rows = append(rows, []string{"Feature flags", flagsRow})
 	notes := "**none configured**"
@@ -191,14 +192,7 @@ func (p *planner) summary() {
 	rows = append(rows, []string{"Notifications", notes})
 	tag := "none"
 	if t := d.Tag; t != nil {
-		tag = code(tagName(d)) + " in " + code(t.Repo)
-		if t.Push {
-			remote := t.Remote
-			if remote == "" {
-				remote = vcs.DefaultRemote
-			}
-			tag += ", pushed to " + code(remote)
-		}
+		tag = code(tagName(d)) + " in " + code(t.Repo) + ": " + cell(p.w.of(config.SectionRepositories, t.Repo).Summary)
 	}
 	rows = append(rows, []string{"VCS tag", tag},
 		[]string{"Planned start", p.at(0, waits{})},
@@ -207,23 +201,14 @@ func (p *planner) summary() {
 	m.table([]string{"", ""}, rows)
 }
 
-// targetSummary says in one cell how the release deploys.
-func targetSummary(d spec.Release) string {
-	switch d.Target.Type {
-	case spec.TargetExec:
-		e := d.Target.Exec
-		s := fmt.Sprintf("`exec`: shell commands on the worker hosts, at most %s each", dur(e.Timeout.D()))
-		if e.Dir != "" {
-			s += ", in " + code(e.Dir)
-		}
-		if strings.TrimSpace(e.Health) == "" {
-			s += "; no health command"
-		}
-		return s
-	case spec.TargetLocal:
-		return "`local`: fleet controller at " + code(d.Target.Local.Controller)
+// targetSummary says in one cell how the release deploys: the target's own description.
+func targetSummary(d spec.Release, w Worker) string {
+	t := w.of(config.SectionTargets, d.Target)
+	s := code(d.Target) + " (" + code(t.Type) + "): " + cell(t.Summary)
+	if _, ok := t.Steps["health"]; !ok {
+		s += "; no health check"
 	}
-	return code(d.Target.Type)
+	return s
 }
 
 // tagName renders the VCS tag's name template for this release.
@@ -274,7 +259,7 @@ func (p *planner) timeline() {
 	}
 	rows = append(rows, []string{"Validate", "0%", "—", p.at(0, waits{}), p.at(0, w), strings.Join(notes, "; ")})
 	deployNotes := "health check"
-	if !hasHealthCheck(d) {
+	if !hasHealthCheck(d, p.w) {
 		deployNotes = "no health check"
 	}
 	if d.Flags != nil {
@@ -338,8 +323,12 @@ func failCondition(c spec.Check) string {
 	return strings.Join(parts, " or ")
 }
 
-// renderQuery renders a PromQL template as the metrics provider does, or returns it as written.
-func renderQuery(q string, data spec.TemplateData) string {
+// renderQuery renders a query template as the metrics source does (escaped for PromQL label matchers for
+// a Prometheus source), or returns it as written.
+func (p *planner) renderQuery(source, q string, data spec.TemplateData) string {
+	if p.w.of(config.SectionMetrics, source).Type != "prometheus" {
+		return renderText(q, data)
+	}
 	out, err := prometheus.Render(q, data)
 	if err != nil {
 		return q
@@ -356,7 +345,7 @@ func (p *planner) successCriteria() {
 			"No SLO check can roll this release back; only a person can.")
 	} else {
 		m.para("A stage passes only when its soak is over **and** the last measurement of every check passed. Every "+
-			"check is measured every %s, independently of the soak time. No data, NaN or an unreachable Prometheus is "+
+			"check is measured every %s, independently of the soak time. No data, NaN or an unreachable metrics source is "+
 			"*inconclusive*, never a pass.", dur(a.Interval.D()))
 	}
 	var rows [][]string
@@ -400,20 +389,24 @@ func (p *planner) successCriteria() {
 		if i > 0 {
 			lines = append(lines, "")
 		}
-		lines = append(lines, "# "+c.Name, renderQuery(c.Query, data))
+		lines = append(lines, "# "+c.Name, p.renderQuery(a.Source, c.Query, data))
 		if b := c.Baseline; b != nil {
 			lines = append(lines, "# "+c.Name+" baseline (stable version)")
 			if b.Query != "" {
-				lines = append(lines, renderQuery(b.Query, data))
+				lines = append(lines, p.renderQuery(a.Source, b.Query, data))
 			} else {
 				stable := data
 				stable.Version = d.PreviousVersion
-				lines = append(lines, renderQuery(c.Query, stable))
+				lines = append(lines, p.renderQuery(a.Source, c.Query, stable))
 			}
 		}
 	}
 	m.para("The queries, rendered for stage 1 of this release:")
-	m.block("promql", lines...)
+	lang := "promql"
+	if p.w.of(config.SectionMetrics, a.Source).Type != "prometheus" {
+		lang = ""
+	}
+	m.block(lang, lines...)
 }
 
 func (p *planner) rollbackTriggers() {
@@ -433,7 +426,7 @@ func (p *planner) rollbackTriggers() {
 			[]string{"Failed analysis", fmt.Sprintf("one check fails %s: %s", times(a.FailureLimit),
 				strings.Join(conds, "; ")), "**roll back**"},
 			[]string{"Inconclusive analysis", fmt.Sprintf("one check is inconclusive %d times in a row (no data, NaN, "+
-				"Prometheus down), about %s", a.InconclusiveLimit, dur(inconclusiveTime(a))), "pause for a person; never promote"},
+				"metrics source down), about %s", a.InconclusiveLimit, dur(inconclusiveTime(a))), "pause for a person; never promote"},
 			[]string{"Soak over without a pass", "the last measurement of some check did not pass", "pause for a person"},
 		)
 	}
@@ -464,32 +457,42 @@ func (p *planner) rollbackTriggers() {
 		"in place with its traffic.")
 
 	m.heading(3, "What a rollback does")
-	steps := []string{"Traffic to stable first: 0% to " + code(d.Version) + " (" + trafficStep(d) + ")."}
+	steps := []string{"Traffic to stable first: 0% to " + code(d.Version) + " (" + p.targetStep("traffic") + " with percent 0)."}
 	if f := d.Flags; f != nil {
 		steps = append(steps, fmt.Sprintf("Feature flags off: %s.", plural(len(f.Names), "flag", "flags")))
 	}
-	steps = append(steps, "Remove the canary "+code(d.Version)+" ("+removeStep(d)+").")
+	steps = append(steps, "Remove the canary "+code(d.Version)+" ("+p.targetStep("rollback")+").")
 	for i, s := range steps {
 		fmt.Fprintf(&m.b, "%d. %s\n", i+1, s)
 	}
 	m.b.WriteString("\n")
-	m.para("The steps run in reverse order of the forward steps that happened, on a context cancellation cannot " +
-		"reach; each is retried, and a failed one does not stop the next. The bar is traffic back on stable within 60 s " +
-		"of the decision. The runbook (`shepherd runbook`) has the same steps as commands for when Shepherd is down.")
+	m.para("The steps run in reverse order of the forward steps that happened, on a context cancellation cannot "+
+		"reach. %s The bar is traffic back on stable within 60 s of the decision. The runbook (`shepherd runbook`) "+
+		"has the same steps as commands for when Shepherd is down.", rollbackRetryText(p.stepTimeout()))
 }
 
-func trafficStep(d spec.Release) string {
-	if d.Target.Type == spec.TargetExec {
-		return "the `traffic` command with percent 0"
+// targetStep names what the target does for step, from its own description.
+func (p *planner) targetStep(step string) string {
+	t := p.w.of(config.SectionTargets, p.d.Target)
+	if what, ok := t.Steps[step]; ok {
+		return "the target's " + step + " step: " + cell(what)
 	}
-	return "the fleet controller's traffic call with percent 0"
+	return "the target's " + step + " step"
 }
 
-func removeStep(d spec.Release) string {
-	if d.Target.Type == spec.TargetExec {
-		return "the `rollback` command"
-	}
-	return "the fleet controller's rollback call"
+// stepTimeout is the bound of one target step attempt as the workflow sets it (the target's own bound
+// plus slack, or the default).
+func (p *planner) stepTimeout() time.Duration {
+	return workflows.StepTimeout(p.w.of(config.SectionTargets, p.d.Target).StepTimeout)
+}
+
+// rollbackRetryText states the rollback retry policy from the policy the workflow uses.
+func rollbackRetryText(stepTimeout time.Duration) string {
+	rp := workflows.RollbackRetry
+	return fmt.Sprintf("Each step is retried with backoff from %s up to %s between attempts, without an attempt "+
+		"limit; after %s of failures (or at once on an error a retry cannot fix) the release waits in "+
+		"RollbackStuck for a person to retry or acknowledge, with an alert and a `rollbackStuck` notification.",
+		dur(rp.InitialInterval), dur(rp.MaximumInterval), dur(max(workflows.RollbackStuckAfter, 2*stepTimeout)))
 }
 
 // abortCommands are the ways to abort this release, each a complete command.
@@ -509,7 +512,7 @@ func abortCommands(d spec.Release) []string {
 
 func (p *planner) risks() {
 	m := &p.m
-	risks := Risks(p.d)
+	risks := Risks(p.d, p.w)
 	m.heading(2, "Risk assessment")
 	m.para("Likelihood and impact are graded from the spec (Low, Medium, High); the rating is their product: " +
 		"High from High × Medium up, Medium from Low × High or Medium × Medium, Low below.")
@@ -555,68 +558,23 @@ func (p *planner) prerequisites() {
 		fmt.Sprintf("No other release of %s in %s is active: %s.", code(d.Service), code(d.Environment),
 			code(fmt.Sprintf("shepherd list --query \"ReleaseService = '%s' AND ReleaseEnvironment = '%s'\"", d.Service, d.Environment))),
 	)
-	switch d.Target.Type {
-	case spec.TargetExec:
-		e := d.Target.Exec
-		s := fmt.Sprintf("Every worker host can run the exec commands with `sh -c` (at most %s each)", dur(e.Timeout.D()))
-		if e.Dir != "" {
-			s += " in " + code(e.Dir)
+	items = append(items, fmt.Sprintf("Every worker of the task queue runs with the same worker configuration "+
+		"(%s), which declares %s.", code(ConfigFile), joinAnd(p.named())))
+	seen := map[spec.Use]bool{}
+	for _, u := range d.Uses() {
+		if key := (spec.Use{Kind: u.Kind, Name: u.Name}); seen[key] {
+			continue
+		} else {
+			seen[key] = true
 		}
-		s += ", with the tools and credentials they call."
-		if len(e.Env) > 0 {
-			keys := make([]string, 0, len(e.Env))
-			for k := range e.Env {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			for i, k := range keys {
-				keys[i] = code(k)
-			}
-			s += " The spec adds " + joinAnd(keys) + " to their environment."
-		}
-		items = append(items, s)
-	case spec.TargetLocal:
-		c := strings.TrimSuffix(d.Target.Local.Controller, "/")
-		items = append(items, fmt.Sprintf("The fleet controller answers from the workers: %s.",
-			code("curl -sS "+c+"/v1/services/"+d.Service)))
-	}
-	if !d.Analysis.Disabled {
-		pr := d.Analysis.Prometheus
-		s := fmt.Sprintf("Prometheus answers from the workers: %s.", code("curl -sS "+strings.TrimSuffix(pr.Address, "/")+"/-/ready"))
-		if c := credentialNote(*pr); c != "" {
-			s += " " + c
-		}
-		items = append(items, s)
-		if d.PreviousVersion != "" {
-			items = append(items, fmt.Sprintf("The checks pass for the stable version now: %s.",
-				code(fmt.Sprintf("shepherd analyze -f %s --version %s", SpecFile, shword(d.PreviousVersion)))))
+		desc := p.w.of(sections[u.Kind], u.Name)
+		for _, pre := range desc.Prerequisites {
+			items = append(items, fmt.Sprintf("%s %s: %s.", cell(u.Kind), code(u.Name), cell(pre)))
 		}
 	}
-	if f := d.Flags; f != nil {
-		s := "The flag provider is reachable from the workers"
-		if f.Provider.Type == flags.TypeFlagdFile {
-			s = "The flag file " + code(f.Provider.Path) + " is writable on the workers (and read by flagd)"
-		}
-		if len(f.Provider.HeaderEnv) > 0 {
-			s += "; the workers have " + envList(f.Provider.HeaderEnv)
-		}
-		items = append(items, s+".")
-	}
-	var urlEnvs []string
-	for _, n := range d.Notifications {
-		if n.URLEnv != "" && !slices.Contains(urlEnvs, code(n.URLEnv)) {
-			urlEnvs = append(urlEnvs, code(n.URLEnv))
-		}
-	}
-	if len(urlEnvs) > 0 {
-		items = append(items, "The workers have the notification webhook variables "+joinAnd(urlEnvs)+".")
-	}
-	if t := d.Tag; t != nil {
-		s := "A git clone at " + code(t.Repo) + " exists on the workers"
-		if t.Push {
-			s += ", with push rights to its remote"
-		}
-		items = append(items, s+".")
+	if !d.Analysis.Disabled && d.PreviousVersion != "" {
+		items = append(items, fmt.Sprintf("The checks pass for the stable version now: %s.",
+			code(fmt.Sprintf("shepherd analyze -f %s --config %s --version %s", SpecFile, ConfigFile, shword(d.PreviousVersion)))))
 	}
 	m.checklist(items...)
 
@@ -631,7 +589,7 @@ func (p *planner) prerequisites() {
 	data := templateData(d, 0, 0)
 	var rows [][]string
 	for i, c := range d.Prechecks {
-		kind, passes, timeout := describePrecheck(c, data)
+		kind, passes, timeout := p.describePrecheck(c, data)
 		rows = append(rows, []string{fmt.Sprintf("%d", i+1), code(c.Name), kind, passes, timeout})
 	}
 	m.table([]string{"#", "Check", "Kind", "Passes when", "Timeout"}, rows)
@@ -641,85 +599,31 @@ func (p *planner) prerequisites() {
 	}
 }
 
-// envList names environment variables of a header map, sorted by header.
-func envList(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	out := make([]string, len(keys))
-	for i, k := range keys {
-		out[i] = code(m[k]) + " (header " + code(k) + ")"
-	}
-	return joinAnd(out)
-}
-
-// credentialNote says where the workers find Prometheus credentials.
-func credentialNote(p spec.Prometheus) string {
-	var parts []string
-	if p.BearerTokenEnv != "" {
-		parts = append(parts, "bearer token in "+code("$"+p.BearerTokenEnv))
-	}
-	if p.BearerTokenFile != "" {
-		parts = append(parts, "bearer token in the file "+code(p.BearerTokenFile))
-	}
-	if p.BasicAuthUser != "" {
-		src := code("$" + p.BasicAuthPasswordEnv)
-		if p.BasicAuthPasswordFile != "" {
-			src = "the file " + code(p.BasicAuthPasswordFile)
+// named lists the providers the spec names, once each, as "target `x`".
+func (p *planner) named() []string {
+	var out []string
+	for _, u := range p.d.Uses() {
+		n := cell(u.Kind) + " " + code(u.Name)
+		if !slices.Contains(out, n) {
+			out = append(out, n)
 		}
-		parts = append(parts, "basic auth as "+code(p.BasicAuthUser)+" with the password in "+src)
 	}
-	if len(parts) == 0 {
-		return ""
-	}
-	return "Credentials on every worker: " + joinAnd(parts) + "."
+	return out
 }
 
-func describePrecheck(c spec.Precheck, data spec.TemplateData) (kind, passes, timeout string) {
+func (p *planner) describePrecheck(c spec.Precheck, data spec.TemplateData) (kind, passes, timeout string) {
 	timeout = "—"
 	switch {
-	case c.HTTP != nil:
-		h := c.HTTP
-		status := h.ExpectStatus
-		if status == 0 {
-			status = 200
+	case c.Check != "":
+		desc := p.w.of(config.SectionPrechecks, c.Check)
+		if desc.StepTimeout > 0 {
+			timeout = dur(desc.StepTimeout)
 		}
-		passes = fmt.Sprintf("GET %s answers %d", code(renderText(h.URL, data)), status)
-		switch {
-		case h.JSONField != "" && h.Expect != "":
-			passes += fmt.Sprintf(" with %s = %s", code(h.JSONField), code(renderText(h.Expect, data)))
-		case h.JSONField != "":
-			passes += " with the field " + code(h.JSONField)
-		case h.Expect != "":
-			passes += " with the body " + code(renderText(h.Expect, data))
-		}
-		if len(h.HeaderEnv) > 0 {
-			passes += "; headers from " + envList(h.HeaderEnv)
-		}
-		timeout = dur(10 * time.Second)
-		if h.Timeout > 0 {
-			timeout = dur(h.Timeout.D())
-		}
-		return "http", passes, timeout
-	case c.Exec != nil:
-		e := c.Exec
-		passes = code(renderText(e.Command, data)) + " exits 0"
-		if e.Expect != "" {
-			passes += " printing " + code(renderText(e.Expect, data))
-		}
-		if e.Dir != "" {
-			passes += " (in " + code(e.Dir) + ")"
-		}
-		if e.Timeout > 0 {
-			timeout = dur(e.Timeout.D())
-		}
-		return "exec", passes, timeout
-	case c.Prometheus != nil:
-		q := c.Prometheus
+		return code(c.Check) + " (" + cell(desc.Type) + ")", cell(renderText(desc.Summary, data)), timeout
+	case c.Metric != nil:
+		q := c.Metric
 		cond := spec.Check{Max: q.Max, Min: q.Min}.PassCondition()
-		return "prometheus", code(renderQuery(q.Query, data)) + " " + cell(cond), timeout
+		return "metric on " + code(q.Source), code(p.renderQuery(q.Source, q.Query, data)) + " " + cell(cond), timeout
 	case c.Signoff != nil:
 		s := c.Signoff
 		if s.Timeout > 0 {
@@ -755,56 +659,33 @@ var eventWhen = map[notify.EventKind]string{
 	notify.KindPostMortem:     "a post-mortem record was opened (rollback, failure or a person's intervention)",
 }
 
-// destination says where a channel posts without printing a secret URL.
-func destination(n spec.Notification) string {
-	if n.URLEnv != "" {
-		return "URL in " + code("$"+n.URLEnv) + " on the workers"
-	}
-	host := "?"
-	if u, err := url.Parse(n.URL); err == nil && u.Host != "" {
-		host = u.Host
-	}
-	return "inline URL at " + code(host) + " (stored in workflow history; prefer `urlEnv`)"
-}
-
 func (p *planner) communication() {
 	d, m := p.d, &p.m
 	m.heading(2, "Communication plan")
 	if len(d.Notifications) == 0 {
 		m.warn("Notifications: none configured. Shepherd will tell nobody that this release " +
-			"started, waits for approval, rolled back or failed to roll back. Add `notifications` to the spec, or " +
+			"started, waits for approval, rolled back or failed to roll back. Name channels of the worker configuration in the spec's `notifications`, or " +
 			"assign a person to watch `shepherd watch` for the whole release.")
 	} else {
 		var rows [][]string
 		for i, n := range d.Notifications {
+			desc := p.w.of(config.SectionNotifications, n)
 			events := "all"
-			if len(n.Events) > 0 {
-				evs := make([]string, len(n.Events))
-				for j, e := range n.Events {
+			if len(desc.Events) > 0 {
+				evs := make([]string, len(desc.Events))
+				for j, e := range desc.Events {
 					evs[j] = code(e)
 				}
 				events = strings.Join(evs, ", ")
 			}
-			templates := "default"
-			if len(n.Templates) > 0 {
-				keys := make([]string, 0, len(n.Templates))
-				for k := range n.Templates {
-					keys = append(keys, k)
-				}
-				slices.Sort(keys)
-				for j, k := range keys {
-					keys[j] = code(k)
-				}
-				templates = "custom for " + strings.Join(keys, ", ")
-			}
-			rows = append(rows, []string{fmt.Sprintf("#%d", i+1), code(n.Type), destination(n), events, templates})
+			rows = append(rows, []string{fmt.Sprintf("#%d", i+1), code(n), code(desc.Type), cell(desc.Summary), events})
 		}
-		m.table([]string{"Channel", "Type", "Destination", "Events", "Messages"}, rows)
+		m.table([]string{"Channel", "Name", "Type", "Destination", "Events"}, rows)
 	}
 	var rows [][]string
 	gated := len(gates(d)) > 0
 	for _, k := range notify.Kinds {
-		chans := channelsFor(d, k)
+		chans := channelsFor(d, p.w, k)
 		to := "none"
 		if len(chans) > 0 {
 			ids := make([]string, len(chans))
@@ -819,10 +700,10 @@ func (p *planner) communication() {
 	}
 	m.table([]string{"Event", "Sent when", "Channels"}, rows)
 	if len(d.Notifications) > 0 {
-		if len(channelsFor(d, notify.KindRollbackFailed)) == 0 {
+		if len(channelsFor(d, p.w, notify.KindRollbackFailed)) == 0 {
 			m.warn("No channel receives `rollbackFailed`, the one event that needs a person at once.")
 		}
-		if gated && len(channelsFor(d, notify.KindApprovalNeeded)) == 0 {
+		if gated && len(channelsFor(d, p.w, notify.KindApprovalNeeded)) == 0 {
 			m.warn("This release waits for people, but no channel receives `approvalNeeded`: tell the approvers yourself.")
 		}
 	}

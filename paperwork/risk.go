@@ -2,12 +2,15 @@ package paperwork
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/providers/flags"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/workflows"
 )
 
 // Level grades a likelihood, an impact or a rating.
@@ -84,11 +87,11 @@ const (
 
 // Risks grades every failure mode for the release described by r (defaults are filled in first; r is not
 // validated, Plan does that). The order is fixed, so the plan's matrix is stable from one run to the next.
-func Risks(r spec.Release) []Risk {
+func Risks(r spec.Release, w Worker) []Risk {
 	d := r.WithDefaults()
 	return []Risk{
-		sloBreachRisk(d), metricsRisk(d), deployRisk(d), rollbackRisk(d), approverRisk(d),
-		workerRisk(d), flagRisk(d), prerequisiteRisk(d), notifyRisk(d),
+		sloBreachRisk(d), metricsRisk(d, w), deployRisk(d, w), rollbackRisk(d, w), approverRisk(d, w),
+		workerRisk(d), flagRisk(d, w), prerequisiteRisk(d), notifyRisk(d, w),
 	}
 }
 
@@ -130,7 +133,7 @@ func sloBreachRisk(d spec.Release) Risk {
 	return r
 }
 
-func metricsRisk(d spec.Release) Risk {
+func metricsRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskMetricsUnavailable}
 	a := d.Analysis
 	if a.Disabled {
@@ -140,8 +143,8 @@ func metricsRisk(d spec.Release) Risk {
 		return r
 	}
 	r.Likelihood = Medium
-	why := fmt.Sprintf("Prometheus at %s is a dependency; no data, NaN and errors all count as inconclusive.",
-		code(a.Prometheus.Address))
+	why := fmt.Sprintf("The metrics source %s (%s) is a dependency; no data, NaN and errors all count as inconclusive.",
+		code(a.Source), cell(w.of(config.SectionMetrics, a.Source).Summary))
 	if d.Stages[0].Percent <= 1 {
 		why += fmt.Sprintf(" At %s of traffic the canary may serve too few requests for rate queries to return data.",
 			pct(d.Stages[0].Percent))
@@ -154,81 +157,69 @@ func metricsRisk(d spec.Release) Risk {
 	r.Why = why + fmt.Sprintf(" After %d inconclusive in a row (%s) the release pauses and the canary keeps its "+
 		"traffic, unobserved, until a person acts.", a.InconclusiveLimit, dur(unobserved))
 	r.Mitigation = "Never promotes on missing data: inconclusive analysis pauses for a human, and a failing check " +
-		"still rolls back while another has no data. Fix Prometheus, then `shepherd resume`; or abort."
+		"still rolls back while another has no data. Fix the metrics source, then `shepherd resume`; or abort."
 	return r
 }
 
 // hasHealthCheck reports whether the target checks the new version before it gets traffic.
-func hasHealthCheck(d spec.Release) bool {
-	if d.Target.Type == spec.TargetExec {
-		return d.Target.Exec != nil && strings.TrimSpace(d.Target.Exec.Health) != ""
-	}
-	return true // the local target's controller reports health
+func hasHealthCheck(d spec.Release, w Worker) bool {
+	_, ok := w.of(config.SectionTargets, d.Target).Steps["health"]
+	return ok
 }
 
-func deployRisk(d spec.Release) Risk {
+func deployRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskDeployFails, Likelihood: Low, Impact: Low}
-	var why []string
-	if d.Target.Type == spec.TargetExec {
+	t := w.of(config.SectionTargets, d.Target)
+	why := []string{fmt.Sprintf("Target %s: %s.", code(d.Target), cell(t.Summary))}
+	if len(t.Prerequisites) > 0 {
 		r.Likelihood = Medium
-		why = append(why, "The exec target's commands depend on the worker hosts' tools, credentials and network.")
-	} else {
-		why = append(why, "The local fleet controller deploys and health-checks the new version itself.")
+		why = append(why, "It depends on: "+cell(strings.Join(t.Prerequisites, "; "))+".")
 	}
-	if hasHealthCheck(d) {
+	if hasHealthCheck(d, w) {
 		why = append(why, "Nothing receives traffic before the health check passes.")
 	} else {
 		r.Impact = Medium
 		if d.Analysis.Disabled {
 			r.Impact = High
 		}
-		why = append(why, fmt.Sprintf("No `target.exec.health`: a canary that deployed but does not work gets %s of "+
+		why = append(why, fmt.Sprintf("The target has no health check: a canary that deployed but does not work gets %s of "+
 			"traffic before anything notices.", pct(d.Stages[0].Percent)))
 	}
 	r.Why = strings.Join(why, " ")
-	r.Mitigation = "Deploy is retried (3 attempts; permanent errors are not retried), the health check up to 12 " +
-		"times. Removing the canary is registered before deploy runs, so a half-done deploy is cleaned up."
+	f, h := workflows.ForwardRetry, workflows.HealthRetry
+	r.Mitigation = fmt.Sprintf("Deploy is tried %s (permanent errors are not retried), the health check up to %s. "+
+		"Removing the canary is registered before deploy runs, so a half-done deploy is cleaned up.",
+		plural(int(f.MaximumAttempts), "time", "times"), plural(int(h.MaximumAttempts), "time", "times"))
 	return r
 }
 
 // channelsFor lists the notification channels (1-based) that receive kind.
-func channelsFor(d spec.Release, kind notify.EventKind) []int {
+func channelsFor(d spec.Release, w Worker, kind notify.EventKind) []int {
 	var out []int
 	for i, n := range d.Notifications {
-		if wants(n, kind) {
+		events := w.of(config.SectionNotifications, n).Events
+		if len(events) == 0 || slices.Contains(events, string(kind)) {
 			out = append(out, i+1)
 		}
 	}
 	return out
 }
 
-func wants(n spec.Notification, kind notify.EventKind) bool {
-	if len(n.Events) == 0 {
-		return true
-	}
-	for _, e := range n.Events {
-		if notify.EventKind(e) == kind {
-			return true
-		}
-	}
-	return false
-}
-
-func rollbackRisk(d spec.Release) Risk {
+func rollbackRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskRollbackFails, Likelihood: Low, Impact: High}
-	why := "The local controller's rollback calls are idempotent and local."
-	if d.Target.Type == spec.TargetExec {
+	t := w.of(config.SectionTargets, d.Target)
+	why := fmt.Sprintf("The rollback runs target %s's traffic and rollback steps (%s).", code(d.Target), cell(t.Summary))
+	if len(t.Prerequisites) > 0 {
 		r.Likelihood = Medium
-		why = "The exec `traffic` and `rollback` commands depend on the worker hosts' tools, credentials and network."
+		why += " They depend on: " + cell(strings.Join(t.Prerequisites, "; ")) + "."
 	}
 	why += " If they fail, the canary may keep its traffic with no automation left to remove it."
-	if len(channelsFor(d, notify.KindRollbackFailed)) == 0 {
-		why += " No notification channel receives `rollbackFailed`: only the ShepherdRollbackFailed alert tells anyone."
+	if len(channelsFor(d, w, notify.KindRollbackStuck)) == 0 {
+		why += " No notification channel receives `rollbackStuck`: only the alert tells anyone."
 	}
 	r.Why = why
-	r.Mitigation = "Each rollback step is retried 10 times on a context that cancellation cannot reach; traffic goes " +
-		"to stable first; a failed step does not stop the next one. The release ends Failed with a post-mortem " +
-		"record, and the runbook has the by-hand rollback."
+	r.Mitigation = rollbackRetryText(workflows.StepTimeout(t.StepTimeout)) + " Traffic goes to stable first, on a " +
+		"context that cancellation cannot reach; the runbook has the by-hand rollback."
 	return r
 }
 
@@ -286,7 +277,7 @@ func gateRisk(g gate) (likelihood, impact Level, why string) {
 	}
 }
 
-func approverRisk(d spec.Release) Risk {
+func approverRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskApproverUnavailable, Likelihood: Low, Impact: Low}
 	gs := gates(d)
 	r.Mitigation = "The `approvalNeeded` notification carries the exact approve and abort commands; approval " +
@@ -308,7 +299,7 @@ func approverRisk(d spec.Release) Risk {
 	}
 	r.Likelihood, r.Impact = worst.Likelihood, worst.Impact
 	why := strings.Join(whys, "; ") + "."
-	if len(channelsFor(d, notify.KindApprovalNeeded)) == 0 {
+	if len(channelsFor(d, w, notify.KindApprovalNeeded)) == 0 {
 		r.Likelihood = High
 		why += " No notification channel receives `approvalNeeded`: approvers are not told they are needed."
 	}
@@ -341,13 +332,14 @@ func workerRisk(d spec.Release) Risk {
 		r.Why = fmt.Sprintf("The release runs at least %s.", dur(total))
 	}
 	r.Why += " While no worker runs, analysis and automatic rollback stop and the canary keeps its traffic."
-	r.Mitigation = "State and timers are durable in Temporal: another worker continues at the same point. Steps " +
-		"are idempotent per release and step, so a retry never deploys twice. Run at least two workers; alerts " +
-		"ShepherdWorkerDown and ShepherdNoWorkers."
+	r.Mitigation = "State and timers are durable in Temporal: another worker continues at the same point. Every " +
+		"target step carries a fencing token (release ID and step sequence), so a retry repeats the same write and " +
+		"a late one is refused. Run at least two workers with the same configuration; alerts ShepherdWorkerDown and " +
+		"ShepherdNoWorkers."
 	return r
 }
 
-func flagRisk(d spec.Release) Risk {
+func flagRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskFlagProvider, Likelihood: Low, Impact: Low}
 	f := d.Flags
 	if f == nil {
@@ -356,12 +348,11 @@ func flagRisk(d spec.Release) Risk {
 		return r
 	}
 	r.Impact = Medium
-	if f.Provider.Type == flags.TypeHTTP {
+	desc := w.of(config.SectionFlags, f.Provider)
+	if desc.Type == flags.TypeHTTP {
 		r.Likelihood = Medium
-		r.Why = "The flag service's API is a network dependency."
-	} else {
-		r.Why = fmt.Sprintf("The flag file %s is written on the worker.", code(f.Provider.Path))
 	}
+	r.Why = fmt.Sprintf("Flag provider %s: %s.", code(f.Provider), cell(desc.Summary))
 	r.Why += fmt.Sprintf(" A failed update of %s rolls the release back; a failed turn-off during a rollback may "+
 		"leave them on.", plural(len(f.Names), "flag", "flags"))
 	r.Mitigation = "Flags are created off at deploy; writes are absolute, so retries are safe. On rollback, " +
@@ -388,7 +379,7 @@ func prerequisiteRisk(d spec.Release) Risk {
 	return r
 }
 
-func notifyRisk(d spec.Release) Risk {
+func notifyRisk(d spec.Release, w Worker) Risk {
 	r := Risk{Mode: RiskNobodyTold, Likelihood: Low, Impact: Low}
 	r.Mitigation = "Notifications never block the release; each is retried, and an undelivered one is recorded " +
 		"in the decision log. `shepherd list` and the Temporal UI show every release."
@@ -399,12 +390,12 @@ func notifyRisk(d spec.Release) Risk {
 		return r
 	}
 	var missing []string
-	for _, k := range []notify.EventKind{notify.KindRollbackFailed, notify.KindRolledBack} {
-		if len(channelsFor(d, k)) == 0 {
+	for _, k := range []notify.EventKind{notify.KindRollbackStuck, notify.KindRolledBack} {
+		if len(channelsFor(d, w, k)) == 0 {
 			missing = append(missing, code(string(k)))
 		}
 	}
-	if len(gates(d)) > 0 && len(channelsFor(d, notify.KindApprovalNeeded)) == 0 {
+	if len(gates(d)) > 0 && len(channelsFor(d, w, notify.KindApprovalNeeded)) == 0 {
 		missing = append(missing, code(string(notify.KindApprovalNeeded)))
 	}
 	if len(missing) > 0 {

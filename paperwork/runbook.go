@@ -1,15 +1,11 @@
 package paperwork
 
 import (
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
-	"text/template"
 
-	"github.com/shepherd-release/shepherd/fleet"
-	"github.com/shepherd-release/shepherd/providers/exec"
-	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/workflows"
 )
@@ -18,12 +14,12 @@ import (
 // commands to start, watch, approve and abort this release; how to roll it back by hand with the target's
 // own commands when Shepherd is down; diagnosis of the common failures; and escalation. The spec gets its
 // defaults and is validated as `shepherd start` would; an invalid spec is an error.
-func Runbook(r spec.Release) ([]byte, error) {
-	d, err := prepare(r)
+func Runbook(r spec.Release, w Worker) ([]byte, error) {
+	d, err := prepare(r, w)
 	if err != nil {
 		return nil, err
 	}
-	b := runbook{d: d, wf: spec.WorkflowID(d.Service, d.Environment)}
+	b := runbook{d: d, w: w, wf: spec.WorkflowID(d.Service, d.Environment)}
 	b.svcEnv = d.Service + " --env " + d.Environment
 	m := &b.m
 	m.heading(1, fmt.Sprintf("Runbook: %s %s in %s", cell(d.Service), cell(d.Version), cell(d.Environment)))
@@ -35,8 +31,9 @@ func Runbook(r spec.Release) ([]byte, error) {
 		{"Version", code(d.Version) + " (stable now: " + stableNow(d) + ")"},
 		{"Workflow ID", code(b.wf)},
 		{"Workflow type / task queue", code(workflows.ReleaseWorkflow) + " / " + code(workflows.TaskQueue)},
-		{"Target", targetSummary(d)},
+		{"Target", targetSummary(d, w)},
 		{"Spec file", code(SpecFile) + " (the file this runbook was generated from)"},
+		{"Worker configuration", code(ConfigFile) + " (the providers the spec names are described from it)"},
 	})
 	m.para("Both the `shepherd` and the `temporal` CLI read `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, " +
 		"`TEMPORAL_API_KEY`, the TLS settings and `TEMPORAL_PROFILE`; set them first. An empty `TEMPORAL_ADDRESS` " +
@@ -51,6 +48,7 @@ func Runbook(r spec.Release) ([]byte, error) {
 
 type runbook struct {
 	d      spec.Release
+	w      Worker
 	wf     string
 	svcEnv string // "SERVICE --env ENV", as the shepherd CLI takes them
 	m      md
@@ -217,18 +215,18 @@ func (b *runbook) rollback() {
 	m.para("When no worker can run (or Temporal itself is down) and the canary must come off now, or after a " +
 		"rollback failed: do what Shepherd's rollback does, in the same order, with the target's own tools. Every " +
 		"step is idempotent, so running it again later, by hand or by Shepherd, is safe.")
-	var lines []string
-	switch d.Target.Type {
-	case spec.TargetExec:
-		lines = b.execRollback()
-	case spec.TargetLocal:
-		lines = b.localRollback()
+	t := b.w.of(config.SectionTargets, d.Target)
+	if t.Manual == nil {
+		m.para("Target %s (%s) cannot say how to undo a release by hand; follow its owners' procedure, in this "+
+			"order: traffic to stable, flags off, remove %s.", code(d.Target), cell(t.Summary), code(d.Version))
+	} else {
+		m.block("sh", b.manualRollback(t)...)
+		m.para("These are target %s's own steps (%s), rendered with the values Shepherd's own rollback uses. "+
+			"`%s` stands for the run ID (`temporal workflow describe --workflow-id %s`).", code(d.Target), cell(t.Summary),
+			RunIDPlaceholder, b.wf)
 	}
-	m.block("sh", lines...)
-	if d.Target.Type == spec.TargetExec {
-		m.para("These are the spec's `target.exec` commands rendered with the values Shepherd's own rollback uses. "+
-			"`%s` stands for the run ID (`temporal workflow describe --workflow-id %s`); it matters only if the "+
-			"commands use `.ReleaseID` or `SHEPHERD_RELEASE_ID`.", RunIDPlaceholder, b.wf)
+	for _, how := range t.ManualRollback {
+		m.bullets(cell(how))
 	}
 
 	m.heading(3, "When Shepherd comes back")
@@ -238,168 +236,26 @@ func (b *runbook) rollback() {
 	m.block("sh", b.control("signal", workflows.Abort, `{"by":"you","reason":"rolled back by hand, INCIDENT"}`))
 }
 
-// execRollback renders the exec target's traffic-0 and rollback commands with the SHEPHERD_* environment.
-func (b *runbook) execRollback() []string {
+// manualRollback is the by-hand rollback: the target's traffic step at 0 %, the flags off, the target's
+// removal of the canary, each as the provider renders it for this release.
+func (b *runbook) manualRollback(t providers.Description) []string {
 	d := b.d
-	e := d.Target.Exec
-	var lines []string
-	lines = append(lines, "# run on a host like the workers, with the tools and credentials the commands need")
-	if e.Dir != "" {
-		lines = append(lines, "cd "+shword(e.Dir)+"   # target.exec.dir")
-	}
-	keys := make([]string, 0, len(e.Env))
-	for k := range e.Env {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		lines = append(lines, "export "+k+"="+shword(e.Env[k])+"   # target.exec.env")
-	}
 	traffic, remove := templateData(d, 1, 0), templateData(d, 0, 0)
-	var common []string
-	for _, kv := range traffic.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		if k == "SHEPHERD_PERCENT" || k == "SHEPHERD_STAGE" {
-			continue
-		}
-		common = append(common, k+"="+shword(v))
-	}
-	lines = append(lines, "export "+strings.Join(common, " \\\n       "))
-	lines = append(lines, "", "# 1. traffic to stable first: 0% to the canary (target.exec.traffic)")
-	lines = append(lines, renderExec(e, "traffic", traffic)...)
+	traffic.Step, remove.Step = "rollback-traffic", "remove-canary"
+	lines := []string{"# 1. traffic to stable first: 0% to the canary"}
+	lines = append(lines, t.Manual("traffic", traffic, nil)...)
+	step := 2
 	if f := d.Flags; f != nil {
 		lines = append(lines, "", "# 2. feature flags off")
-		lines = append(lines, flagsOff(d, *f)...)
-	}
-	lines = append(lines, "", fmt.Sprintf("# %d. remove the canary (target.exec.rollback)", b.lastStep()))
-	lines = append(lines, renderExec(e, "rollback", remove)...)
-	return lines
-}
-
-func (b *runbook) lastStep() int {
-	if b.d.Flags != nil {
-		return 3
-	}
-	return 2
-}
-
-// renderExec is one exec step as a command line, with the step's own SHEPHERD_PERCENT and SHEPHERD_STAGE.
-func renderExec(e *spec.ExecTarget, step string, data spec.TemplateData) []string {
-	prefix := fmt.Sprintf("SHEPHERD_PERCENT=%d SHEPHERD_STAGE=%d ", data.Percent, data.Stage)
-	cmd, err := exec.Render(e, step, data)
-	if err != nil {
-		tmpl := e.Traffic
-		if step == "rollback" {
-			tmpl = e.Rollback
+		if fp := b.w.of(config.SectionFlags, f.Provider); fp.Manual != nil {
+			lines = append(lines, fp.Manual("off", traffic, f.Names)...)
+		} else {
+			lines = append(lines, "# turn off "+strings.Join(f.Names, ", ")+" in "+f.Provider)
 		}
-		return []string{"# does not render (" + strings.ReplaceAll(err.Error(), "\n", " ") + "): substitute by hand",
-			prefix + "sh -c " + shq(tmpl)}
+		step = 3
 	}
-	return []string{prefix + "sh -c " + shq(cmd)}
-}
-
-func (b *runbook) localRollback() []string {
-	d := b.d
-	base := strings.TrimRight(d.Target.Local.Controller, "/") + "/v1/services/" + d.Service
-	traffic, _ := json.Marshal(fleet.TrafficRequest{Version: d.Version, Percent: 0})
-	remove, _ := json.Marshal(fleet.VersionRequest{Version: d.Version})
-	post := "curl -sS -X POST -H 'Content-Type: application/json' "
-	lines := []string{
-		"# 1. traffic to stable first: 0% to the canary",
-		post + shword(base+"/traffic") + " -d " + shq(string(traffic)),
-	}
-	if f := d.Flags; f != nil {
-		lines = append(lines, "", "# 2. feature flags off")
-		lines = append(lines, flagsOff(d, *f)...)
-	}
-	lines = append(lines,
-		"", fmt.Sprintf("# %d. remove the canary", b.lastStep()),
-		post+shword(base+"/rollback")+" -d "+shq(string(remove)),
-		"", "# check: stable version, canary and traffic weight afterwards",
-		"curl -sS "+shword(base),
-	)
-	return lines
-}
-
-var flagFuncs = template.FuncMap{
-	// json mirrors the flags provider's function of the same name.
-	"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
-}
-
-func renderFlag(text string, data flags.FlagData) (string, bool) {
-	t, err := template.New("").Funcs(flagFuncs).Option("missingkey=error").Parse(text)
-	if err != nil {
-		return text, false
-	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
-		return text, false
-	}
-	return b.String(), true
-}
-
-// flagsOff are the commands that turn the release's flags off as the flag provider would.
-func flagsOff(d spec.Release, f spec.Flags) []string {
-	p := f.Provider
-	switch p.Type {
-	case flags.TypeFlagdFile:
-		var filter []string
-		for _, n := range f.Names {
-			key, _ := json.Marshal(n)
-			filter = append(filter, fmt.Sprintf(`.flags[%s].defaultVariant = "off" | del(.flags[%s].targeting)`, key, key))
-		}
-		path := shword(p.Path)
-		tmp := shword(p.Path + ".tmp")
-		return []string{
-			"# the flag file on the worker(s); flagd reloads it. Flags stay ENABLED with defaultVariant off.",
-			"jq " + shq(strings.Join(filter, " | ")) + " " + path + " > " + tmp + " && mv " + tmp + " " + path,
-		}
-	case flags.TypeHTTP:
-		method := strings.ToUpper(p.Method)
-		if method == "" {
-			method = "PUT"
-		}
-		td := templateData(d, 1, 0)
-		var lines []string
-		for _, n := range f.Names {
-			fd := flags.FlagData{Flag: n, Percent: 0, Enabled: false, Service: td.Service, Environment: td.Environment,
-				Version: td.Version, PreviousVersion: td.PreviousVersion, Stage: td.Stage, ReleaseID: td.ReleaseID}
-			u, ok := renderFlag(p.URL, fd)
-			if !ok {
-				lines = append(lines, "# the url template does not render: substitute by hand")
-			}
-			var body string
-			if p.BodyTemplate == "" {
-				raw, _ := json.Marshal(fd)
-				body = string(raw)
-			} else if body, ok = renderFlag(p.BodyTemplate, fd); !ok {
-				lines = append(lines, "# the body template does not render: substitute by hand")
-			}
-			cmd := "curl -sS -X " + method + " -H 'Content-Type: application/json'"
-			for _, h := range sortedKeys(p.Headers) {
-				v, _ := renderFlag(p.Headers[h], fd)
-				cmd += " -H " + shq(h+": "+v)
-			}
-			for _, h := range sortedKeys(p.HeaderEnv) {
-				cmd += fmt.Sprintf(` -H "%s: ${%s}"`, h, p.HeaderEnv[h])
-			}
-			lines = append(lines, cmd+" "+shword(strings.TrimSpace(u))+" -d "+shq(body))
-		}
-		return lines
-	}
-	return []string{"# turn off " + strings.Join(f.Names, ", ") + " in the flag provider"}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	lines = append(lines, "", fmt.Sprintf("# %d. remove the canary", step))
+	return append(lines, t.Manual("rollback", remove, nil)...)
 }
 
 func (b *runbook) diagnosis() {
@@ -421,10 +277,7 @@ func (b *runbook) diagnosis() {
 	for i, a := range acts {
 		acts[i] = code(a)
 	}
-	target := "the exec command: its output is in the last failure and the worker log"
-	if d.Target.Type == spec.TargetLocal {
-		target = "the fleet controller at " + code(d.Target.Local.Controller)
-	}
+	target := "target " + code(d.Target) + ": " + cell(b.w.of(config.SectionTargets, d.Target).Summary)
 	m.para("Activity types: %s. A rising attempt count with a transport error is a retrying step: fix what it talks "+
 		"to (%s) and the next attempt succeeds. To give up, abort: the rollback runs. A stuck `SetTraffic` to 0 or "+
 		"`RemoveCanary` while `RollingBack` means the rollback itself is stuck: see *Rollback failed*.", strings.Join(acts, ", "), target)
@@ -439,29 +292,26 @@ func (b *runbook) diagnosis() {
 	m.block("sh", lines...)
 	m.para("Creating an attribute that exists is a no-op. Stalled releases continue on the next workflow task attempt.")
 
-	m.heading(3, "Prometheus unreachable")
+	m.heading(3, "Metrics source unreachable")
 	if d.Analysis.Disabled {
-		m.para("Analysis is disabled for this release: it queries no Prometheus.")
+		m.para("Analysis is disabled for this release: it queries no metrics source.")
 	} else {
 		a := d.Analysis
-		prom := strings.TrimRight(a.Prometheus.Address, "/")
+		src := b.w.of(config.SectionMetrics, a.Source)
 		m.para("Symptoms: measurements are inconclusive (connection refused, timeout, 401, no data); after %d in a row "+
-			"the release pauses. From a worker host:", a.InconclusiveLimit)
-		auth := curlAuth(*a.Prometheus)
-		lines := []string{
-			"curl -sS" + auth + " " + shword(prom+"/-/ready"),
-			"curl -sS" + auth + " " + shword(prom+"/api/v1/query") + " --data-urlencode 'query=up'",
-			"# each check as the workflow runs it at stage 1:",
-		}
-		data := templateData(d, 1, d.Stages[0].Percent)
-		for _, c := range a.Checks {
-			lines = append(lines, "curl -sS"+auth+" "+shword(prom+"/api/v1/query")+" --data-urlencode "+
-				shq("query="+renderQuery(c.Query, data))+"   # "+c.Name)
-		}
-		m.block("sh", lines...)
+			"the release pauses. The source %s is %s. Check from a worker host:", a.InconclusiveLimit, code(a.Source), cell(src.Summary))
+		m.bullets(func() []string {
+			out := make([]string, len(src.Prerequisites))
+			for i, p := range src.Prerequisites {
+				out[i] = cell(p)
+			}
+			return out
+		}()...)
+		m.para("Then run every check once, as the workflow does, against the same source:")
+		m.block("sh", fmt.Sprintf("shepherd analyze -f %s --config %s --version %s", SpecFile, ConfigFile, shword(d.Version)))
 		m.para("An error is the server, the route or the credentials; an empty result is the query (labels, a renamed "+
 			"metric) or a canary without traffic. Once fixed: `shepherd resume %s --comment %s`. If it cannot be fixed "+
-			"soon, abort rather than leave the canary unobserved.", b.svcEnv, shq("prometheus back"))
+			"soon, abort rather than leave the canary unobserved.", b.svcEnv, shq("metrics back"))
 	}
 
 	m.heading(3, "Worker down")
@@ -484,21 +334,6 @@ func (b *runbook) diagnosis() {
 		fmt.Sprintf("temporal workflow show --workflow-id %s | grep -i -E 'ActivityTask(Failed|TimedOut)'", b.wf),
 	)
 	m.para("Then finish the rollback by hand (above), starting with traffic, and check the target itself.")
-}
-
-// curlAuth is the curl option carrying the Prometheus credentials the workers use, or "".
-func curlAuth(p spec.Prometheus) string {
-	switch {
-	case p.BearerTokenEnv != "":
-		return fmt.Sprintf(` -H "Authorization: Bearer ${%s}"`, p.BearerTokenEnv)
-	case p.BearerTokenFile != "":
-		return fmt.Sprintf(` -H "Authorization: Bearer $(cat %s)"`, shword(p.BearerTokenFile))
-	case p.BasicAuthUser != "" && p.BasicAuthPasswordEnv != "":
-		return fmt.Sprintf(` -u "%s:${%s}"`, p.BasicAuthUser, p.BasicAuthPasswordEnv)
-	case p.BasicAuthUser != "":
-		return fmt.Sprintf(` -u "%s:$(cat %s)"`, p.BasicAuthUser, shword(p.BasicAuthPasswordFile))
-	}
-	return ""
 }
 
 func (b *runbook) escalation() {

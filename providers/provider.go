@@ -96,8 +96,15 @@ type Description struct {
 	Steps map[string]string `json:"steps,omitempty"`
 	// Prerequisites are what must hold before a release can use the provider.
 	Prerequisites []string `json:"prerequisites,omitempty"`
-	// ManualRollback are the steps a person takes when automatic rollback fails (targets only).
+	// ManualRollback says in words what a person does when the automatic rollback cannot (targets).
 	ManualRollback []string `json:"manualRollback,omitempty"`
+	// Manual returns the shell lines that undo a release by hand, as Shepherd's rollback would: for a
+	// target, "traffic" (percent 0, traffic to stable) then "rollback" (remove the new version), chosen by
+	// step; for a flag provider, the named flags off (step "off"). Nil when the provider has none. Runbooks
+	// render them for one release.
+	Manual func(step string, data spec.TemplateData, names []string) []string `json:"-"`
+	// Events are the event kinds a notification channel sends; empty means every kind.
+	Events []string `json:"events,omitempty"`
 	// StepTimeout bounds one call (one attempt of a target step, one query); 0 when the provider has none
 	// of its own.
 	StepTimeout time.Duration `json:"stepTimeout,omitempty"`

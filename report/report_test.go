@@ -135,8 +135,7 @@ func succeeded() record.Result {
 func specJSON(t *testing.T) []byte {
 	t.Helper()
 	r := spec.Release{Service: "checkout", Version: "1.4.0", PreviousVersion: "1.3.2",
-		Target: spec.Target{Type: spec.TargetExec, Exec: &spec.ExecTarget{Deploy: "deploy.sh {{.Version}}",
-			Traffic: "traffic.sh {{.Percent}}", Promote: "promote.sh", Rollback: "rollback.sh"}},
+		Target: "checkout-prod",
 		Stages: []spec.Stage{{Percent: 1}, {Percent: 5}, {Percent: 25, Approval: true}, {Percent: 50}, {Percent: 100}},
 	}.WithDefaults()
 	b, err := json.Marshal(r)

@@ -49,9 +49,11 @@ func Parse(data []byte) (Release, error) {
 // instead of rejecting the release).
 func (r *Release) UnmarshalJSON(b []byte) error {
 	type plain Release
+	b, legacy := liftLegacy(b)
 	var p plain
 	lenientErr := json.Unmarshal(b, &p)
 	*r = Release(p)
+	r.legacy = legacy
 	if lenientErr != nil {
 		r.decodeErr = explainDecodeError(lenientErr)
 		return nil
@@ -63,6 +65,53 @@ func (r *Release) UnmarshalJSON(b []byte) error {
 		r.decodeErr = explainDecodeError(err)
 	}
 	return nil
+}
+
+// liftLegacy takes out of a spec the sections written in the shape of specs before named providers,
+// where the spec carried provider settings itself (an inline target with its commands, Prometheus
+// addresses and credential names, webhook URLs), and returns a problem for each that says what to write
+// instead. Such a spec is invalid; Release.AcceptLegacy exists only so that releases started by older
+// code replay as they ran.
+func liftLegacy(b []byte) ([]byte, []FieldError) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return b, nil
+	}
+	var problems []FieldError
+	isObject := func(raw json.RawMessage) bool { return bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) }
+	if t, ok := m["target"]; ok && isObject(t) {
+		problems = append(problems, FieldError{Path: "target", Message: "a spec no longer describes its target " +
+			"(type, commands, controller): name one of the worker configuration's targets, e.g. target: checkout-prod"})
+		delete(m, "target")
+	}
+	if a, ok := m["analysis"]; ok && isObject(a) {
+		var am map[string]json.RawMessage
+		if json.Unmarshal(a, &am) == nil {
+			if _, ok := am["prometheus"]; ok {
+				problems = append(problems, FieldError{Path: "analysis.prometheus", Message: "a spec no longer " +
+					"gives metrics addresses or credentials: name one of the worker configuration's metrics " +
+					"sources with analysis.source"})
+				delete(am, "prometheus")
+				m["analysis"], _ = json.Marshal(am)
+			}
+		}
+	}
+	if problems == nil {
+		return b, nil
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return b, nil
+	}
+	return out, problems
+}
+
+// AcceptLegacy returns r with the problems of a legacy shape (see liftLegacy) ignored. Only the workflow
+// uses it, for releases started by code older than named providers, so that their histories replay.
+func (r Release) AcceptLegacy() Release {
+	r.legacy = nil
+	r.legacyAccepted = true
+	return r
 }
 
 // explainDecodeError turns encoding/json's messages into ones that name the field the way the spec

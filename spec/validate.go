@@ -47,6 +47,7 @@ func (r Release) Validate() error {
 	if r.decodeErr != nil {
 		p.add("spec", "%v", r.decodeErr)
 	}
+	p = append(p, r.legacy...)
 	checkName(&p, "service", r.Service)
 	checkName(&p, "environment", r.Environment)
 	if r.Version == "" {
@@ -57,7 +58,9 @@ func (r Release) Validate() error {
 	if r.PreviousVersion != "" && r.PreviousVersion == r.Version {
 		p.add("previousVersion", "equals version %q; nothing to release", r.Version)
 	}
-	validateTarget(&p, r.Target)
+	if !r.legacyTarget() {
+		checkRef(&p, "target", r.Target, true)
+	}
 	validateStages(&p, r.Stages)
 	validateAnalysis(&p, r.Analysis, r.PreviousVersion)
 	validateLifecycle(&p, r)
@@ -76,46 +79,36 @@ func checkName(p *problems, path, v string) {
 	}
 }
 
-func validateTarget(p *problems, t Target) {
-	switch t.Type {
-	case "":
-		p.add("target.type", "required: one of %q, %q", TargetExec, TargetLocal)
-	case TargetExec:
-		if t.Exec == nil {
-			p.add("target.exec", "required when target.type is %q", TargetExec)
-			break
-		}
-		e := t.Exec
-		for _, c := range []struct{ name, tmpl string }{
-			{"deploy", e.Deploy}, {"traffic", e.Traffic}, {"promote", e.Promote}, {"rollback", e.Rollback},
-		} {
-			if strings.TrimSpace(c.tmpl) == "" {
-				p.add("target.exec."+c.name, "required")
-			}
-		}
-		for _, c := range []struct{ name, tmpl string }{
-			{"deploy", e.Deploy}, {"traffic", e.Traffic}, {"promote", e.Promote}, {"rollback", e.Rollback}, {"health", e.Health},
-		} {
-			checkTemplate(p, "target.exec."+c.name, c.tmpl)
-		}
-		if e.Timeout < 0 {
-			p.add("target.exec.timeout", "must be positive")
-		}
-		if t.Local != nil {
-			p.add("target.local", "only allowed when target.type is %q", TargetLocal)
-		}
-	case TargetLocal:
-		if t.Exec != nil {
-			p.add("target.exec", "only allowed when target.type is %q", TargetExec)
-		}
-		if t.Local != nil && t.Local.Controller != "" && !strings.HasPrefix(t.Local.Controller, "http://") &&
-			!strings.HasPrefix(t.Local.Controller, "https://") {
-			p.add("target.local.controller", "must be an http:// or https:// URL")
-		}
-	default:
-		p.add("target.type", "unknown target type %q: want one of %q, %q", t.Type, TargetExec, TargetLocal)
+// checkRef checks the name of a provider of the worker configuration; whether the worker has it is
+// checked by the worker, before anything changes (the Preflight activity).
+func checkRef(p *problems, path, name string, required bool) {
+	switch {
+	case name == "" && required:
+		p.add(path, "required: the name of one of the worker configuration's %s", sectionOf(path))
+	case name != "" && (len(name) > 63 || !nameRE.MatchString(name)):
+		p.add(path, "%q is not a provider name (lowercase letters, digits and '-'); see the worker configuration's %s", name, sectionOf(path))
 	}
 }
+
+func sectionOf(path string) string {
+	switch {
+	case path == "target":
+		return "targets"
+	case strings.HasPrefix(path, "analysis"), strings.HasSuffix(path, "metric.source"):
+		return "metrics"
+	case strings.HasPrefix(path, "prechecks"):
+		return "prechecks"
+	case strings.HasPrefix(path, "flags"):
+		return "flags"
+	case strings.HasPrefix(path, "notifications"):
+		return "notifications"
+	case strings.HasPrefix(path, "tag"):
+		return "repositories"
+	}
+	return "providers"
+}
+
+func fmtPath(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 func validateStages(p *problems, stages []Stage) {
 	if len(stages) == 0 {
@@ -163,24 +156,7 @@ func validateAnalysis(p *problems, a Analysis, previousVersion string) {
 		}
 		return
 	}
-	if a.Prometheus != nil {
-		pr := a.Prometheus
-		if !strings.HasPrefix(pr.Address, "http://") && !strings.HasPrefix(pr.Address, "https://") {
-			p.add("analysis.prometheus.address", "must be an http:// or https:// URL, got %q", pr.Address)
-		}
-		if pr.BearerTokenEnv != "" && pr.BearerTokenFile != "" {
-			p.add("analysis.prometheus", "give bearerTokenEnv or bearerTokenFile, not both")
-		}
-		if pr.BasicAuthPasswordEnv != "" && pr.BasicAuthPasswordFile != "" {
-			p.add("analysis.prometheus", "give basicAuthPasswordEnv or basicAuthPasswordFile, not both")
-		}
-		if (pr.BasicAuthUser == "") != (pr.BasicAuthPasswordEnv == "" && pr.BasicAuthPasswordFile == "") {
-			p.add("analysis.prometheus.basicAuthUser", "basic auth needs both a user and a password source")
-		}
-		if pr.Timeout < 0 {
-			p.add("analysis.prometheus.timeout", "must not be negative")
-		}
-	}
+	checkRef(p, "analysis.source", a.Source, false)
 	seen := map[string]int{}
 	for i, c := range a.Checks {
 		path := fmt.Sprintf("analysis.checks[%d]", i)
@@ -231,8 +207,7 @@ func checkTemplate(p *problems, path, tmpl string) {
 	}
 }
 
-// validateLifecycle checks the structure of the lifecycle sections; the providers' own rules are applied
-// by activities.ValidateSpec.
+// validateLifecycle checks the structure of the lifecycle sections and the names they give.
 func validateLifecycle(p *problems, r Release) {
 	names := map[string]int{}
 	for i, c := range r.Prechecks {
@@ -245,24 +220,23 @@ func validateLifecycle(p *problems, r Release) {
 			names[c.Name] = i
 		}
 		kinds := 0
-		for _, set := range []bool{c.HTTP != nil, c.Exec != nil, c.Prometheus != nil, c.Signoff != nil} {
+		for _, set := range []bool{c.Check != "", c.Metric != nil, c.Signoff != nil} {
 			if set {
 				kinds++
 			}
 		}
 		if kinds != 1 {
-			p.add(path, "give exactly one of http, exec, prometheus or signoff")
+			p.add(path, "give exactly one of check (a precheck of the worker configuration), metric or signoff")
 		}
-		if q := c.Prometheus; q != nil {
+		checkRef(p, path+".check", c.Check, false)
+		if q := c.Metric; q != nil {
+			checkRef(p, path+".metric.source", q.Source, false)
 			if strings.TrimSpace(q.Query) == "" {
-				p.add(path+".prometheus.query", "required")
+				p.add(path+".metric.query", "required")
 			}
-			checkTemplate(p, path+".prometheus.query", q.Query)
+			checkTemplate(p, path+".metric.query", q.Query)
 			if q.Max == nil && q.Min == nil {
-				p.add(path+".prometheus", "needs max or min")
-			}
-			if r.Analysis.Disabled {
-				p.add(path+".prometheus", "needs analysis.prometheus, but analysis is disabled")
+				p.add(path+".metric", "needs max or min")
 			}
 		}
 		if s := c.Signoff; s != nil {
@@ -291,5 +265,33 @@ func validateLifecycle(p *problems, r Release) {
 				p.add(fmt.Sprintf("flags.schedule[%d]", i), "must be in [0, 100], got %d", v)
 			}
 		}
+		checkRef(p, "flags.provider", f.Provider, true)
 	}
+	seen := map[string]int{}
+	for i, n := range r.Notifications {
+		path := fmt.Sprintf("notifications[%d]", i)
+		checkRef(p, path, n, true)
+		if j, dup := seen[n]; dup {
+			p.add(path, "%q already named at notifications[%d]", n, j)
+		}
+		seen[n] = i
+	}
+	if t := r.Tag; t != nil {
+		checkRef(p, "tag.repo", t.Repo, true)
+		checkTemplate(p, "tag.name", t.Name)
+	}
+}
+
+// legacyTarget reports whether the spec came with an inline target (see liftLegacy); its problem is
+// reported (or accepted) as such, not as a missing name.
+func (r Release) legacyTarget() bool {
+	if r.legacyAccepted && r.Target == "" {
+		return true
+	}
+	for _, l := range r.legacy {
+		if l.Path == "target" {
+			return true
+		}
+	}
+	return false
 }

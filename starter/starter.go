@@ -236,7 +236,7 @@ func decode(fields map[string]*commonpb.Payload, name string, v any) {
 func PlanMarkdown(d spec.Release) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "**%s** %s: %s → **%s** on target `%s`\n\n", d.Service, d.Environment,
-		orUnknown(d.PreviousVersion), d.Version, d.Target.Type)
+		orUnknown(d.PreviousVersion), d.Version, d.Target)
 	if d.Description != "" {
 		b.WriteString(d.Description + "\n\n")
 	}

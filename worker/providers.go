@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/providers"
+	"github.com/shepherd-release/shepherd/providers/exec"
 	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/providers/precheck"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
@@ -17,6 +20,10 @@ import (
 // The provider types a worker can build, by configuration section. Adding a provider is one package
 // under providers/ and one line here.
 var (
+	targetTypes = factories[providers.Target]{
+		"exec":  build[providers.Target](exec.New),
+		"local": build[providers.Target](local.New),
+	}
 	metricTypes = factories[providers.Metrics]{
 		"prometheus": build[providers.Metrics](prometheus.New),
 		"web":        build[providers.Metrics](web.New),
@@ -52,6 +59,14 @@ type Providers struct {
 	Descriptions map[string]map[string]providers.Description
 }
 
+// Activities returns the release activities over these providers; the caller adds an Observer.
+func (p *Providers) Activities() *activities.Activities {
+	return &activities.Activities{
+		Targets: p.Targets, Metrics: p.Metrics, Prechecks: p.Prechecks, Flags: p.Flags,
+		Notifications: p.Notifications, Repositories: p.Repositories, ReportDir: p.ReportDir,
+	}
+}
+
 // BuildOptions adjust Build.
 type BuildOptions struct {
 	// CheckSecrets reads every credential once (a worker starting); off for paperwork, which describes
@@ -73,6 +88,7 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 		}
 		out.Descriptions[section][name] = providers.Describe(v, typ)
 	}
+	out.Targets = buildSection(&p, config.SectionTargets, cfg.Targets, targetTypes, opts, describe)
 	out.Metrics = buildSection(&p, config.SectionMetrics, cfg.Metrics, metricTypes, opts, describe)
 	out.Prechecks = buildSection(&p, config.SectionPrechecks, cfg.Prechecks, precheckTypes, opts, describe)
 	out.Flags = buildSection(&p, config.SectionFlags, cfg.Flags, flagTypes, opts, describe)

@@ -14,7 +14,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	sdkworker "go.temporal.io/sdk/worker"
 
-	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/workflows"
@@ -31,9 +31,12 @@ func TestTracingCoversWorkflowAndActivities(t *testing.T) {
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{i}})
 	workflows.RegisterWorkflows(env)
-	workflows.RegisterActivities(env, &activities.Activities{Targets: Targets()})
-	s := spec.Release{Service: "traced", Version: "v2",
-		Target: spec.Target{Type: "exec", Exec: &spec.ExecTarget{Deploy: "true", Traffic: "true", Promote: "true", Rollback: "true"}},
+	cfg, err := config.Parse([]byte(`targets: {traced: {type: exec, deploy: "true", traffic: "true", promote: "true", rollback: "true"}}`))
+	require.NoError(t, err)
+	p, err := Build(cfg, BuildOptions{})
+	require.NoError(t, err)
+	workflows.RegisterActivities(env, p.Activities())
+	s := spec.Release{Service: "traced", Version: "v2", Target: "traced",
 		Stages: []spec.Stage{{Percent: 100, Soak: spec.Duration(time.Minute)}}, Analysis: spec.Analysis{Disabled: true}}
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: spec.WorkflowID("traced", "production")})
 	env.ExecuteWorkflow(workflows.ReleaseWorkflow, s)

@@ -20,7 +20,6 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/shepherd-release/shepherd/activities"
-	"github.com/shepherd-release/shepherd/providers/exec"
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
@@ -30,7 +29,8 @@ type Config struct {
 	Namespace string
 	// TaskQueue to poll; default workflows.TaskQueue.
 	TaskQueue string
-	// Activities overrides the activity dependencies; default the exec target only.
+	// Activities are the activities over the worker's providers (Providers.Activities); default none,
+	// which rejects every release with the list of what the worker lacks.
 	Activities *activities.Activities
 	// StopTimeout is how long a stopping worker lets running activities (release steps) finish before
 	// it cancels them; default DefaultStopTimeout.
@@ -57,12 +57,6 @@ func DefaultStateDir() string {
 	return filepath.Join(home, ".local", "state", "shepherd")
 }
 
-// Targets is the registry of deploy targets a worker serves, by spec target type. The local target and
-// real metrics provider are added by the caller (cmd/shepherd) so this package stays provider-neutral.
-func Targets() map[string]activities.Target {
-	return map[string]activities.Target{"exec": exec.Target{}}
-}
-
 // Run checks the namespace, then polls until ctx ends, then stops gracefully: it stops polling and lets
 // running activities finish for up to StopTimeout; only then are they cancelled (and retried elsewhere).
 func Run(ctx context.Context, c client.Client, cfg Config) error {
@@ -82,7 +76,7 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	}
 	a := cfg.Activities
 	if a == nil {
-		a = &activities.Activities{Targets: Targets()}
+		a = (&Providers{}).Activities()
 	}
 	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.StopTimeout})
 	workflows.RegisterWorkflows(w)

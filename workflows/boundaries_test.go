@@ -212,7 +212,7 @@ func TestRollbackStuckAcknowledgedEndsFailedWithWhoAndWhy(t *testing.T) {
 func TestRollbackStepsRetryWithoutAttemptLimit(t *testing.T) {
 	assert.Zero(t, RollbackRetry.MaximumAttempts)
 	assert.Equal(t, 30*time.Second, RollbackRetry.MaximumInterval)
-	r := &release{safe: true, spec: baseSpec().WithDefaults()}
+	r := &release{safe: true, spec: baseSpec().WithDefaults(), targetTimeout: 5 * time.Minute}
 	assert.Equal(t, 5*time.Minute+30*time.Second+5*time.Minute+30*time.Second, r.rollbackStuckAfter(),
 		"a step may take two attempts of its timeout before it is declared stuck")
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"go.temporal.io/sdk/log"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/providers"
+	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -73,19 +76,19 @@ func (f *fakeTarget) hook(name string, fn func(ctx context.Context) error) {
 	f.hooks[name] = fn
 }
 
-func (f *fakeTarget) Deploy(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+func (f *fakeTarget) Deploy(ctx context.Context, d spec.TemplateData) error {
 	return f.do(ctx, "deploy "+d.Version, d)
 }
-func (f *fakeTarget) Health(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+func (f *fakeTarget) Health(ctx context.Context, d spec.TemplateData) error {
 	return f.do(ctx, "health", d)
 }
-func (f *fakeTarget) SetTraffic(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+func (f *fakeTarget) SetTraffic(ctx context.Context, d spec.TemplateData) error {
 	return f.do(ctx, fmt.Sprintf("traffic %d", d.Percent), d)
 }
-func (f *fakeTarget) Promote(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+func (f *fakeTarget) Promote(ctx context.Context, d spec.TemplateData) error {
 	return f.do(ctx, "promote", d)
 }
-func (f *fakeTarget) Rollback(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+func (f *fakeTarget) Rollback(ctx context.Context, d spec.TemplateData) error {
 	return f.do(ctx, "rollback", d)
 }
 
@@ -95,8 +98,6 @@ type fakeMetrics struct {
 	rounds map[string]int
 	value  func(check string, percent, round int) (float64, error)
 }
-
-func (m *fakeMetrics) factory(spec.Prometheus) (activities.Metrics, error) { return m, nil }
 
 func (m *fakeMetrics) Evaluate(_ context.Context, q string, d spec.TemplateData) (float64, string, error) {
 	m.mu.Lock()
@@ -140,6 +141,10 @@ type harness struct {
 	spec      spec.Release
 	updates   int
 	reportDir string
+	// acts are the activities the workflow runs, over named providers; tests add providers to them.
+	acts *activities.Activities
+	// raw, when set, is the workflow input as sent (JSON), instead of spec encoded.
+	raw json.RawMessage
 	// workflowID overrides the release's own workflow ID.
 	workflowID string
 }
@@ -151,11 +156,16 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 		target: &fakeTarget{failures: map[string]error{}, hooks: map[string]func(context.Context) error{}}, metrics: &fakeMetrics{value: healthy},
 		reportDir: t.TempDir()}
 	RegisterWorkflows(h.env)
-	RegisterActivities(h.env, &activities.Activities{
-		Targets:   map[string]activities.Target{"exec": h.target},
-		Metrics:   h.metrics.factory,
-		ReportDir: h.reportDir,
-	})
+	h.acts = &activities.Activities{
+		Targets:       providers.Registry[providers.Target]{"checkout-prod": h.target},
+		Metrics:       providers.Registry[providers.Metrics]{"prometheus": h.metrics},
+		Prechecks:     providers.Registry[providers.Checker]{},
+		Flags:         providers.Registry[providers.Flags]{},
+		Notifications: providers.Registry[*notify.Channel]{},
+		Repositories:  providers.Registry[providers.Tagger]{},
+		ReportDir:     h.reportDir,
+	}
+	RegisterActivities(h.env, h.acts)
 	h.env.SetTestTimeout(30 * time.Second)
 	h.start = h.env.Now()
 	return h
@@ -165,9 +175,7 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 func baseSpec() spec.Release {
 	return spec.Release{
 		Service: "checkout", Version: "v2", PreviousVersion: "v1",
-		Target: spec.Target{Type: "exec", Exec: &spec.ExecTarget{
-			Deploy: "deploy", Traffic: "traffic", Promote: "promote", Rollback: "rollback",
-		}},
+		Target: "checkout-prod",
 	}
 }
 
@@ -233,7 +241,11 @@ func (h *harness) run() (record.Result, error) {
 		id = spec.WorkflowID(d.Service, d.Environment)
 	}
 	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: id})
-	h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
+	if h.raw != nil {
+		h.env.ExecuteWorkflow(ReleaseWorkflow, h.raw)
+	} else {
+		h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
+	}
 	require.True(h.t, h.env.IsWorkflowCompleted())
 	var res record.Result
 	err := h.env.GetWorkflowError()

@@ -55,9 +55,6 @@ func (r *release) runPrechecks(ctx workflow.Context) error {
 			Summary: "Pre-release check: " + c.Name,
 		}
 		in := activities.PrecheckInput{ReleaseID: r.status.ReleaseID, Check: c, Data: r.data(0)}
-		if r.spec.Analysis.Prometheus != nil {
-			in.Prometheus = *r.spec.Analysis.Prometheus
-		}
 		var res activities.PrecheckResult
 		actx := workflow.WithActivityOptions(ctx, opts)
 		if err := workflow.ExecuteActivity(actx, ActivityPrecheck, in).Get(actx, &res); err != nil {
@@ -182,7 +179,7 @@ func (r *release) notify(ctx workflow.Context, kind, message string, evidence []
 		}
 		f := workflow.ExecuteActivity(actx, ActivityNotify, in)
 		r.notifications++
-		channel := fmt.Sprintf("%s notification %d", ch.Type, i)
+		channel := fmt.Sprintf("notification channel %s", ch)
 		workflow.Go(dctx, func(gctx workflow.Context) {
 			defer func() { r.notifications-- }()
 			if err := f.Get(gctx, nil); err != nil {

@@ -16,6 +16,10 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/providers/notify"
+	"github.com/shepherd-release/shepherd/providers/precheck"
+	"github.com/shepherd-release/shepherd/providers/vcs"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/report"
 	"github.com/shepherd-release/shepherd/spec"
@@ -69,18 +73,29 @@ func (rc *receiver) Events() []string {
 	return append([]string(nil), rc.events...)
 }
 
-func lifecycleSpec(rc *receiver) spec.Release {
+// must returns v; a provider constructor refusing a test's configuration is a broken test.
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// lifecycleSpec names a flag provider and a webhook channel that the worker (h.acts) has, both sending to
+// rc.
+func lifecycleSpec(h *harness, rc *receiver) spec.Release {
+	h.acts.Flags["flags-api"] = must(flags.New(flags.Config{Type: flags.TypeHTTP, URL: rc.srv.URL + "/flags/{{.Flag}}"}))
+	h.acts.Notifications["events"] = must(notify.New(notify.Config{Type: notify.TypeWebhook, URL: rc.srv.URL + "/hook"}))
 	s := baseSpec()
-	s.Flags = &spec.Flags{Names: []string{"new-checkout"},
-		Provider: spec.FlagProvider{Type: "http", URL: rc.srv.URL + "/flags/{{.Flag}}"}}
-	s.Notifications = []spec.Notification{{Type: "webhook", URL: rc.srv.URL + "/hook"}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: "flags-api"}
+	s.Notifications = []string{"events"}
 	return s
 }
 
 func TestFlagsFollowTrafficAndNotificationsTellTheStory(t *testing.T) {
 	h := newHarness(t, spec.Release{})
 	rc := newReceiver(t, h)
-	h.spec = gated(lifecycleSpec(rc), 1, 0, "")
+	h.spec = gated(lifecycleSpec(h, rc), 1, 0, "")
 	h.at(20*time.Minute, func() { h.signal(Approve, ControlRequest{By: "alice"}) })
 	res, err := h.run()
 	require.NoError(t, err)
@@ -104,7 +119,7 @@ func TestFlagsFollowTrafficAndNotificationsTellTheStory(t *testing.T) {
 func TestRollbackTurnsFlagsOffAfterTrafficAndNotifiesWithEvidence(t *testing.T) {
 	h := newHarness(t, spec.Release{})
 	rc := newReceiver(t, h)
-	h.spec = lifecycleSpec(rc)
+	h.spec = lifecycleSpec(h, rc)
 	h.spec.Flags.Schedule = []int{0, 10, 20, 50, 100}
 	h.metrics.value = func(check string, percent, round int) (float64, error) {
 		if check == "p99-latency" && percent == 25 {
@@ -133,13 +148,14 @@ func TestBrokenNotificationChannelNeverBlocksARelease(t *testing.T) {
 	h := newHarness(t, spec.Release{})
 	rc := newReceiver(t, h)
 	h.spec = baseSpec()
-	h.spec.Notifications = []spec.Notification{{Type: "slack", URL: rc.srv.URL + "/broken"}}
+	h.acts.Notifications["chat"] = must(notify.New(notify.Config{Type: notify.TypeSlack, URL: rc.srv.URL + "/broken"}))
+	h.spec.Notifications = []string{"chat"}
 	res, err := h.run()
 	require.NoError(t, err)
 	assert.Equal(t, record.PhaseSucceeded, res.Phase)
 	assert.Equal(t, fullRelease, h.target.Calls())
 	notices := decisionsOf(res, record.KindNotice)
-	assert.True(t, containsAll(notices, `slack notification 0 event "started" not delivered`), "notices: %v", notices)
+	assert.True(t, containsAll(notices, `notification channel chat event "started" not delivered`), "notices: %v", notices)
 }
 
 func TestPrechecksPassThenRelease(t *testing.T) {
@@ -149,10 +165,12 @@ func TestPrechecksPassThenRelease(t *testing.T) {
 	}))
 	defer ready.Close()
 	minFree := 0.3
+	h.acts.Prechecks["artifact"] = must(precheck.NewHTTP(precheck.HTTPCheck{URL: ready.URL + "/artifacts/{{.Version}}", JSONField: "artifact.state", Expect: "published"}))
+	h.acts.Prechecks["migrations"] = must(precheck.NewExec(precheck.ExecCheck{Command: `echo "schema 42 for $SHEPHERD_VERSION"`}))
 	h.spec.Prechecks = []spec.Precheck{
-		{Name: "artifact-exists", HTTP: &spec.HTTPPrecheck{URL: ready.URL + "/artifacts/{{.Version}}", JSONField: "artifact.state", Expect: "published"}},
-		{Name: "migrations-applied", Exec: &spec.ExecPrecheck{Command: `echo "schema 42 for $SHEPHERD_VERSION"`}},
-		{Name: "capacity", Prometheus: &spec.PrometheusPrecheck{Query: "free_capacity_ratio", Min: &minFree}},
+		{Name: "artifact-exists", Check: "artifact"},
+		{Name: "migrations-applied", Check: "migrations"},
+		{Name: "capacity", Metric: &spec.MetricPrecheck{Query: "free_capacity_ratio", Min: &minFree}},
 	}
 	h.metrics.value = func(check string, percent, round int) (float64, error) {
 		if check == "free_capacity_ratio" {
@@ -171,9 +189,8 @@ func TestPrechecksPassThenRelease(t *testing.T) {
 
 func TestFailedPrecheckRejectsTheReleaseBeforeAnyChange(t *testing.T) {
 	h := newHarness(t, baseSpec())
-	h.spec.Prechecks = []spec.Precheck{
-		{Name: "qa-passed", Exec: &spec.ExecPrecheck{Command: "echo pending", Expect: "passed"}},
-	}
+	h.acts.Prechecks["qa"] = must(precheck.NewExec(precheck.ExecCheck{Command: "echo pending", Expect: "passed"}))
+	h.spec.Prechecks = []spec.Precheck{{Name: "qa-passed", Check: "qa"}}
 	_, err := h.run()
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
@@ -237,7 +254,8 @@ func TestSucceededReleaseIsTaggedAndArchived(t *testing.T) {
 	git("init", "-q")
 	git("commit", "-q", "--allow-empty", "-m", "v2")
 	h := newHarness(t, baseSpec())
-	h.spec.Tag = &spec.Tag{Repo: repo}
+	h.acts.Repositories["checkout"] = must(vcs.New(vcs.Config{Repo: repo}))
+	h.spec.Tag = &spec.Tag{Repo: "checkout"}
 	h.at(20*time.Minute, func() { h.signal(Pause, ControlRequest{By: "erin", Reason: "lunch"}) })
 	h.at(30*time.Minute, func() { h.signal(Resume, ControlRequest{By: "erin"}) })
 	res, err := h.run()
@@ -261,16 +279,26 @@ func TestSucceededReleaseIsTaggedAndArchived(t *testing.T) {
 	assert.True(t, containsAll(decisionsOf(res, record.KindNotice), "report archived: "+filepath.Join(h.reportDir)))
 }
 
-func TestLifecycleSectionsAreValidatedByTheirProviders(t *testing.T) {
+// A spec naming providers the worker does not have is rejected as InvalidSpec before anything changes,
+// listing every unknown name and what the worker has.
+func TestUnknownProviderNamesRejectTheReleaseBeforeAnyChange(t *testing.T) {
 	h := newHarness(t, baseSpec())
-	h.spec.Notifications = []spec.Notification{{Type: "pager"}}
-	h.spec.Flags = &spec.Flags{Names: []string{"x"}, Provider: spec.FlagProvider{Type: "flagd-file"}}
+	h.spec.Notifications = []string{"pager"}
+	h.spec.Flags = &spec.Flags{Names: []string{"x"}, Provider: "launchdarkly"}
+	h.spec.Target = "checkout-staging"
 	_, err := h.run()
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	assert.Equal(t, ErrTypeInvalidSpec, appErr.Type())
-	assert.Contains(t, appErr.Message(), "notifications[0]:")
-	assert.Contains(t, appErr.Message(), "flags.provider:")
-	assert.Empty(t, h.target.Calls())
-	assert.Contains(t, appErr.Message(), `"pager"`)
+	for _, want := range []string{
+		`target: this worker has no target named "checkout-staging": it has "checkout-prod"`,
+		`notifications[0]: this worker has no notification channel named "pager"`,
+		`flags.provider: this worker has no flag provider named "launchdarkly"`,
+	} {
+		assert.Contains(t, appErr.Message(), want)
+	}
+	assert.Empty(t, h.target.Calls(), "nothing may change")
+	var res record.Result
+	require.NoError(t, appErr.Details(&res))
+	assert.Equal(t, record.PhaseFailed, res.Phase)
 }

@@ -81,6 +81,9 @@ type release struct {
 
 	// seq is the fencing sequence number of the last target step started (spec.TemplateData.Seq).
 	seq int64
+	// targetTimeout and metricsTimeout are the target's and the metrics source's own bounds, as the
+	// preflight reported them (0: none).
+	targetTimeout, metricsTimeout time.Duration
 	// shiftingTo is the traffic percent of a shift in flight, -1 when none.
 	shiftingTo int
 	// stuckReq is the retry or acknowledge that ends a RollbackStuck wait; stuckCtl says which.
@@ -120,7 +123,10 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 			rs = resolvedSpec{Spec: in.WithDefaults(), Invalid: "reading the resolved spec: " + err.Error()}
 		}
 	} else {
-		rs = resolve(in)
+		// Releases started before this change were started by older code, whose specs carried their
+		// target inline; they replay as they ran (on a worker with named providers their steps then fail
+		// with UnknownTarget and the rollback waits for a person: drain releases before upgrading).
+		rs = resolve(in.AcceptLegacy())
 	}
 	s := rs.Spec
 	r := &release{spec: s, invalid: rs.Invalid, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
@@ -171,6 +177,13 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 		r.finish(ctx, record.PhaseSucceeded, fmt.Sprintf("%s %s promoted in %s", r.spec.Service, r.spec.Version, r.spec.Environment))
 		r.afterwards(ctx, nil)
 		return r.status, nil
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidSpec && r.abortReq == nil && ctx.Err() == nil {
+		// The worker lacks a provider the spec names; the preflight found it before anything changed.
+		r.finish(ctx, record.PhaseFailed, "rejected before any change: "+appErr.Message())
+		r.afterwards(ctx, nil)
+		return r.status, temporal.NewNonRetryableApplicationError(r.status.Reason, ErrTypeInvalidSpec, nil, r.status)
 	}
 	var pf errPrecheckFailed
 	if errors.As(err, &pf) && r.abortReq == nil && ctx.Err() == nil {
@@ -227,10 +240,10 @@ func (r *release) validate(ctx workflow.Context) error {
 
 // forward is the happy path: preflight, deploy, stages, promote. Any error leads to a rollback.
 func (r *release) forward(ctx workflow.Context) error {
-	if err := r.execStep(ctx, ActivityPreflight, "preflight", "Preflight: check the target can run this release", 0); err != nil {
+	if err := r.preflight(ctx); err != nil {
 		return err
 	}
-	r.decide(ctx, record.KindCheck, "", "preflight passed: target %s is ready", r.spec.Target.Type)
+	r.decide(ctx, record.KindCheck, "", "preflight passed: target %s is ready", r.spec.Target)
 	if err := r.runPrechecks(ctx); err != nil {
 		return err
 	}

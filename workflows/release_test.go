@@ -40,7 +40,7 @@ func TestDefaultReleaseTakesFiveSoaksAndPromotes(t *testing.T) {
 func TestInvalidSpecIsRejectedAndNothingRuns(t *testing.T) {
 	s := baseSpec()
 	s.Stages = []spec.Stage{{Percent: 10}, {Percent: 5}}
-	s.Target.Type = "kubernetes"
+	s.Target = "Kubernetes!"
 	h := newHarness(t, s)
 	_, err := h.run()
 	var appErr *temporal.ApplicationError
@@ -48,7 +48,7 @@ func TestInvalidSpecIsRejectedAndNothingRuns(t *testing.T) {
 	assert.Equal(t, ErrTypeInvalidSpec, appErr.Type())
 	assert.True(t, appErr.NonRetryable())
 	assert.Contains(t, appErr.Message(), "stages[1].percent: must be greater than stages[0].percent (10)")
-	assert.Contains(t, appErr.Message(), `unknown target type "kubernetes"`)
+	assert.Contains(t, appErr.Message(), `target: "Kubernetes!" is not a provider name`)
 	assert.Empty(t, h.target.Calls())
 }
 

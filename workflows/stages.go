@@ -212,8 +212,8 @@ func (r *release) autoPause(ctx workflow.Context, format string, args ...any) {
 func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) {
 	a := r.spec.Analysis
 	perQuery := 10 * time.Second
-	if a.Prometheus != nil && a.Prometheus.Timeout > 0 {
-		perQuery = a.Prometheus.Timeout.D()
+	if r.metricsTimeout > 0 {
+		perQuery = r.metricsTimeout
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// Two queries per check at most (canary and baseline), each with its own timeout and retries.
@@ -225,10 +225,7 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 	})
 	in := activities.MeasureInput{
 		ReleaseID: r.status.ReleaseID, Stage: r.status.Stage.Number,
-		Checks: a.Checks, Data: r.data(r.status.TrafficPercent),
-	}
-	if a.Prometheus != nil {
-		in.Prometheus = *a.Prometheus
+		Source: a.Source, Checks: a.Checks, Data: r.data(r.status.TrafficPercent),
 	}
 	var res activities.MeasureResult
 	if err := workflow.ExecuteActivity(actx, ActivityMeasure, in).Get(actx, &res); err != nil {

@@ -48,10 +48,17 @@ var (
 // heartbeat's answer, so an abort waits at most ~8 s for an in-flight step to stop.
 const heartbeatTimeout = 10 * time.Second
 
-// stepTimeout bounds one attempt of a target step: the exec command timeout plus slack, or 5 minutes.
+// stepTimeout bounds one attempt of a target step: the target's own bound (which the preflight reported,
+// since workflow code cannot read the worker configuration) plus slack, or 5 minutes.
 func (r *release) stepTimeout() time.Duration {
-	if e := r.spec.Target.Exec; e != nil && e.Timeout > 0 {
-		return e.Timeout.D() + 30*time.Second
+	return StepTimeout(r.targetTimeout)
+}
+
+// StepTimeout is the bound of one attempt of a target step whose target bounds its own calls by target
+// (0: no bound of its own): that plus 30 s of slack, or 5 minutes. Exported so plans state it.
+func StepTimeout(target time.Duration) time.Duration {
+	if target > 0 {
+		return target + 30*time.Second
 	}
 	return 5 * time.Minute
 }
@@ -88,4 +95,24 @@ func (r *release) execStep(ctx workflow.Context, activity, step, summary string,
 	})
 	var res activities.StepResult
 	return workflow.ExecuteActivity(ctx, activity, r.stepInput(step, percent)).Get(ctx, &res)
+}
+
+// preflight asks the worker, before anything changes, whether it has every provider the spec names and
+// whether the target can run the release, and learns the target's and the metrics source's own bounds.
+// It runs as a forward step (same options as execStep).
+func (r *release) preflight(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: r.stepTimeout(),
+		HeartbeatTimeout:    heartbeatTimeout,
+		RetryPolicy:         ForwardRetry,
+		WaitForCancellation: r.safe,
+		Summary:             "Preflight: check the worker has the providers and the target can run this release",
+	})
+	in := activities.PreflightInput{StepInput: r.stepInput("preflight", 0), Uses: r.spec.Uses()}
+	var res activities.PreflightResult
+	if err := workflow.ExecuteActivity(ctx, ActivityPreflight, in).Get(ctx, &res); err != nil {
+		return err
+	}
+	r.targetTimeout, r.metricsTimeout = res.StepTimeout, res.MetricsTimeout
+	return nil
 }

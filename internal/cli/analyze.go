@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,9 +13,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shepherd-release/shepherd/activities"
-	"github.com/shepherd-release/shepherd/providers/prometheus"
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/worker"
 )
 
 // ExitInconclusive is the exit code of `shepherd analyze` when no check failed but at least one had no
@@ -26,13 +29,14 @@ func init() { extraCommands = append(extraCommands, newAnalyzeCmd) }
 // AnalyzeReport is the result of `shepherd analyze`: one measurement of every check, judged as the
 // release workflow judges it.
 type AnalyzeReport struct {
-	Service         string    `json:"service"`
-	Environment     string    `json:"environment"`
-	Version         string    `json:"version"`
-	PreviousVersion string    `json:"previousVersion,omitempty"`
-	Percent         int       `json:"percent"`
-	Prometheus      string    `json:"prometheus"`
-	Time            time.Time `json:"time"`
+	Service         string `json:"service"`
+	Environment     string `json:"environment"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previousVersion,omitempty"`
+	Percent         int    `json:"percent"`
+	// Source names the metrics source the checks ran against.
+	Source string    `json:"source"`
+	Time   time.Time `json:"time"`
 	// Verdict is Fail when any check failed, else Inconclusive when any had no usable value, else Pass.
 	Verdict record.Verdict `json:"verdict"`
 	// Checks holds one measurement per check, in spec order, with its verdict and reason.
@@ -40,11 +44,11 @@ type AnalyzeReport struct {
 }
 
 func newAnalyzeCmd(g *globals) *cobra.Command {
-	var file, version, previous string
+	var file, version, previous, configFile string
 	var percent, stage int
 	cmd := &cobra.Command{
 		Use:   "analyze -f release.yaml [--version X] [--percent N]",
-		Short: "Run every SLO check of a spec once against the live Prometheus, now",
+		Short: "Run every SLO check of a spec once against the live metrics source, now",
 		Long: `Measure every analysis check of the spec once, with the same query rendering, the same
 measurement (canary and baseline queries) and the same verdict rules as a running release:
 no usable value is Inconclusive, a value above max or below min is Fail, and so is a value above the
@@ -52,12 +56,13 @@ baseline (the stable version) by more than baseline.maxRelativeIncrease.
 Use it to try a spec's checks before releasing, or to see what a release is judging.
 
 --version (default: the spec's version) and --percent / --stage fill the templates' .Version,
-.Percent and .Stage. Nothing is deployed and Temporal is not contacted.
+.Percent and .Stage. The metrics source is the one the spec names, from the worker configuration
+(--config, or $SHEPHERD_CONFIG), with its credentials. Nothing is deployed and Temporal is not contacted.
 
 Exit codes: 0 every check passed, 3 at least one check failed (a release would roll back),
 6 no check failed but at least one was inconclusive (a release would pause), 2 bad usage or spec.`,
-		Example: `  shepherd analyze -f examples/release.yaml
-  shepherd analyze -f examples/demo-good.yaml --version v2 --percent 10
+		Example: `  shepherd analyze -f examples/release.yaml --config examples/shepherd.yaml
+  SHEPHERD_CONFIG=examples/shepherd.yaml shepherd analyze -f examples/demo-good.yaml --version v2 --percent 10
   shepherd analyze -f release.yaml -o json | jq '.checks[] | {check, value, verdict}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -81,9 +86,17 @@ Exit codes: 0 every check passed, 3 at least one check failed (a release would r
 			if percent < 0 || percent > 100 {
 				return withHint(ExitUsage, fmt.Errorf("--percent %d", percent), "give a traffic percentage in [0, 100]")
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), analyzeTimeout(d))
+			p, err := loadProviders(configFile, "", worker.BuildOptions{CheckSecrets: true})
+			if err != nil {
+				return err
+			}
+			acts := p.Activities()
+			if err := acts.CheckUses(d.Uses()); err != nil {
+				return withHint(ExitUsage, err, "name providers that "+configFile+" declares")
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), analyzeTimeout(d, p.Descriptions))
 			defer cancel()
-			rep, err := Analyze(ctx, d, percent, stage)
+			rep, err := Analyze(ctx, d, acts, percent, stage)
 			if err != nil {
 				return err
 			}
@@ -100,6 +113,7 @@ Exit codes: 0 every check passed, 3 at least one check failed (a release would r
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
 	cmd.Flags().StringVar(&version, "version", "", "version to measure (default: the spec's version)")
 	cmd.Flags().StringVar(&previous, "previous-version", "", "stable version for baseline comparisons (default: the spec's previousVersion)")
+	cmd.Flags().StringVar(&configFile, "config", os.Getenv(config.EnvVar), "the worker configuration whose metrics source the spec names (default $"+config.EnvVar+")")
 	cmd.Flags().IntVar(&percent, "percent", 0, "traffic percentage the templates see as .Percent")
 	cmd.Flags().IntVar(&stage, "stage", 0, "stage number the templates see as .Stage")
 	return cmd
@@ -107,35 +121,32 @@ Exit codes: 0 every check passed, 3 at least one check failed (a release would r
 
 // analyzeTimeout bounds a whole analyze run: every check's canary and baseline queries, each within the
 // provider's own timeout and retries.
-func analyzeTimeout(d spec.Release) time.Duration {
-	per := prometheus.DefaultTimeout
-	if p := d.Analysis.Prometheus; p != nil && p.Timeout > 0 {
-		per = p.Timeout.D()
+func analyzeTimeout(d spec.Release, described map[string]map[string]providers.Description) time.Duration {
+	per := 10 * time.Second
+	if t := described[config.SectionMetrics][d.Analysis.Source].StepTimeout; t > 0 {
+		per = t
 	}
 	return time.Duration(2*len(d.Analysis.Checks))*per + 10*time.Second
 }
 
-// Analyze measures every check of d (a spec with defaults) once against its Prometheus, through the same
-// activity code a release uses, and judges each measurement with the release's own rules (record.Assess).
-func Analyze(ctx context.Context, d spec.Release, percent, stage int) (AnalyzeReport, error) {
+// Analyze measures every check of d (a spec with defaults) once against its metrics source, through the
+// same activity code (and the same providers) a release uses, and judges each measurement with the
+// release's own rules (record.Assess).
+func Analyze(ctx context.Context, d spec.Release, a *activities.Activities, percent, stage int) (AnalyzeReport, error) {
 	rep := AnalyzeReport{
 		Service: d.Service, Environment: d.Environment, Version: d.Version, PreviousVersion: d.PreviousVersion,
-		Percent: percent, Time: time.Now().UTC(),
+		Percent: percent, Source: d.Analysis.Source, Time: time.Now().UTC(),
 	}
 	in := activities.MeasureInput{
 		ReleaseID: "analyze",
 		Stage:     stage,
+		Source:    d.Analysis.Source,
 		Checks:    d.Analysis.Checks,
 		Data: spec.TemplateData{
 			Service: d.Service, Environment: d.Environment, Version: d.Version, PreviousVersion: d.PreviousVersion,
 			Percent: percent, Stage: stage, ReleaseID: "analyze",
 		},
 	}
-	if d.Analysis.Prometheus != nil {
-		in.Prometheus = *d.Analysis.Prometheus
-	}
-	rep.Prometheus = in.Prometheus.Address
-	a := &activities.Activities{Metrics: func(c spec.Prometheus) (activities.Metrics, error) { return prometheus.New(prometheus.Config(c)) }}
 	res, err := a.Measure(ctx, in)
 	if err != nil {
 		return rep, fmt.Errorf("measuring the checks: %w", err)
@@ -176,7 +187,7 @@ func thresholdOf(m record.Measurement) string {
 
 func renderAnalyze(w io.Writer, rep AnalyzeReport) {
 	fmt.Fprintf(w, "Checks of %s %s in %s at %d%% against %s: %s\n\n", rep.Service, rep.Version, rep.Environment,
-		rep.Percent, rep.Prometheus, rep.Verdict)
+		rep.Percent, rep.Source, rep.Verdict)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tVALUE\tTHRESHOLD\tVERDICT\tWHY")
 	for _, m := range rep.Checks {

@@ -39,15 +39,25 @@ func fakePrometheus(t *testing.T, values map[string]string) string {
 	return srv.URL
 }
 
+// writeSpec writes a spec naming the metrics source "prom", and a worker configuration (in
+// $SHEPHERD_CONFIG) where "prom" is the Prometheus at promURL.
 func writeSpec(t *testing.T, promURL string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "release.yaml")
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "shepherd.yaml")
+	if err := os.WriteFile(cfg, []byte(`targets: {checkout: {type: local}}
+metrics: {prom: {type: prometheus, address: "`+promURL+`", timeout: 2s}}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SHEPHERD_CONFIG", cfg)
+	p := filepath.Join(dir, "release.yaml")
 	doc := `service: checkout
 version: v2
 previousVersion: v1
-target: {type: local}
+target: checkout
 analysis:
-  prometheus: {address: ` + promURL + `, timeout: 2s}
+  source: prom
   checks:
     - name: error-rate
       query: errors{version="{{.Version}}",percent="{{.Percent}}"}
@@ -158,7 +168,7 @@ func TestAnalyzeJSON(t *testing.T) {
 func TestAnalyzeUsageErrors(t *testing.T) {
 	dir := t.TempDir()
 	disabled := filepath.Join(dir, "disabled.yaml")
-	doc := "service: checkout\nversion: v2\ntarget: {type: local}\nanalysis: {disabled: true}\nstages: [{percent: 100, soak: 1s}]\n"
+	doc := "service: checkout\nversion: v2\ntarget: checkout\nanalysis: {disabled: true}\nstages: [{percent: 100, soak: 1s}]\n"
 	if err := os.WriteFile(disabled, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

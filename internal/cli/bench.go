@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"debug/buildinfo"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
@@ -163,6 +165,7 @@ func runBench(ctx context.Context, out io.Writer, c benchConfig) (benchResults, 
 	s, err := StartDemoStack(ctx, DemoOptions{
 		StateDir: dir, UIPort: -1, InMemory: c.inMemory, ServiceBinary: bin, Profiles: profiles, Progress: out,
 		TemporalBinary: c.temporalBin, PrometheusBinary: c.prometheusBin,
+		Configure: func(cfg *config.Config) { cfg.Targets[benchTarget] = benchTargetConfig(filepath.Join(dir, "marks")) },
 	})
 	if err != nil {
 		return res, err
@@ -283,21 +286,33 @@ func floorOnce(ctx context.Context, c client.Client, rec *floorRecorder, i int) 
 	return ran.Sub(sent), nil
 }
 
-// abortSpec is a release on the exec target whose traffic command writes a nanosecond timestamp to mark
-// when traffic was set back to 0 %.
-func abortSpec(mark string, i int) spec.Release {
+// benchTarget is the exec target of the abort benchmark: its traffic command writes a nanosecond
+// timestamp to marks/restored-<version> when traffic is set back to 0 %.
+const benchTarget = "bench"
+
+func benchTargetConfig(marks string) config.Provider {
+	settings, _ := json.Marshal(map[string]string{
+		"deploy":   "true",
+		"traffic":  `if [ "$SHEPHERD_PERCENT" -eq 0 ]; then date +%s%N > "$SHEPHERD_BENCH_MARKS/restored-$SHEPHERD_VERSION"; fi`,
+		"promote":  "true",
+		"rollback": "true",
+		"timeout":  "30s",
+	})
+	var m map[string]any
+	_ = json.Unmarshal(settings, &m)
+	m["env"] = map[string]string{"SHEPHERD_BENCH_MARKS": marks}
+	settings, _ = json.Marshal(m)
+	return config.Provider{Type: "exec", Settings: settings}
+}
+
+// abortSpec is a release on the bench target, aborted while soaking.
+func abortSpec(i int) spec.Release {
 	return spec.Release{
 		Service: "bench", Environment: "bench", Version: fmt.Sprintf("b%d", i+1), PreviousVersion: "b0",
 		Description: "shepherd bench: aborted while soaking",
-		Target: spec.Target{Type: spec.TargetExec, Exec: &spec.ExecTarget{
-			Deploy:   "true",
-			Traffic:  fmt.Sprintf("if [ {{.Percent}} -eq 0 ]; then date +%%s%%N > '%s'; fi", mark),
-			Promote:  "true",
-			Rollback: "true",
-			Timeout:  spec.Duration(30 * time.Second),
-		}},
-		Stages:   []spec.Stage{{Percent: 10, Soak: spec.Duration(time.Hour)}, {Percent: 100, Soak: spec.Duration(time.Minute)}},
-		Analysis: spec.Analysis{Disabled: true},
+		Target:      benchTarget,
+		Stages:      []spec.Stage{{Percent: 10, Soak: spec.Duration(time.Hour)}, {Percent: 100, Soak: spec.Duration(time.Minute)}},
+		Analysis:    spec.Analysis{Disabled: true},
 	}
 }
 
@@ -306,8 +321,8 @@ func abortSpec(mark string, i int) spec.Release {
 func abortOnce(ctx context.Context, c client.Client, marks string, i int) (time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	mark := filepath.Join(marks, fmt.Sprintf("restored-%d", i))
-	r := abortSpec(mark, i)
+	r := abortSpec(i)
+	mark := filepath.Join(marks, "restored-"+r.Version)
 	st, err := starter.Start(ctx, c, r)
 	if err != nil {
 		return 0, 0, err

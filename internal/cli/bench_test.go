@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/providers/exec"
 	"strings"
 	"testing"
 	"time"
@@ -37,12 +39,19 @@ func TestPercentile(t *testing.T) {
 }
 
 func TestAbortSpecIsValid(t *testing.T) {
-	r := abortSpec("/tmp/mark", 3).WithDefaults()
+	r := abortSpec(3).WithDefaults()
 	if err := r.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.Target.Exec.Traffic, "-eq 0") || !strings.Contains(r.Target.Exec.Traffic, "/tmp/mark") {
-		t.Errorf("traffic command %q does not mark the 0%% shift", r.Target.Exec.Traffic)
+	if r.Target != benchTarget {
+		t.Errorf("target %q", r.Target)
+	}
+	tg, err := exec.New(mustDecode(t, benchTargetConfig("/tmp/marks")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := tg.Describe().Steps["traffic"]; !strings.Contains(s, "-eq 0") || !strings.Contains(s, "restored-$SHEPHERD_VERSION") {
+		t.Errorf("traffic command %q does not mark the 0%% shift", s)
 	}
 }
 
@@ -70,4 +79,13 @@ func TestBenchMarkdownVerdicts(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+}
+
+func mustDecode(t *testing.T, p config.Provider) exec.Config {
+	t.Helper()
+	c, err := config.Decode[exec.Config](p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -32,12 +32,24 @@ func TestValidateExample(t *testing.T) {
 	assert.Equal(t, "staging", spec["environment"])
 }
 
+// With --config, validate checks the names against the worker configuration, as a worker's preflight.
+func TestValidateAgainstAWorkerConfiguration(t *testing.T) {
+	code, _, errOut := run(t, "validate", "-f", "../../examples/release-exec.yaml", "--config", "../../examples/shepherd.yaml")
+	require.Equal(t, ExitOK, code, errOut)
+	path := filepath.Join(t.TempDir(), "other.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("service: checkout\nversion: v2\ntarget: checkout-prod\nanalysis: {source: thanos}\n"), 0o644))
+	code, _, errOut = run(t, "validate", "-f", path, "--config", "../../examples/shepherd.yaml")
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, `target: this worker has no target named "checkout-prod": it has "checkout-staging", "demo-fleet"`)
+	assert.Contains(t, errOut, `analysis.source: this worker has no metrics source named "thanos": it has "prometheus"`)
+}
+
 func TestInvalidSpecIsAUsageError(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("service: checkout\nversion: v2\ntarget: {type: kubernetes}\nstages: [{percent: 50}]\n"), 0o644))
 	code, _, errOut := run(t, "validate", "-f", path)
 	assert.Equal(t, ExitUsage, code)
-	assert.Contains(t, errOut, `target.type: unknown target type "kubernetes"`)
+	assert.Contains(t, errOut, `target: a spec no longer describes its target`)
 	assert.Contains(t, errOut, "stages[0].percent: the last stage must be 100, got 50")
 	assert.Contains(t, errOut, "hint: docs/spec.md lists every key")
 

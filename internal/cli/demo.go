@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/fleet"
 	"github.com/shepherd-release/shepherd/internal/devstack"
@@ -92,6 +93,9 @@ type DemoOptions struct {
 	Profiles map[string]fleet.Profile
 	// Progress receives one line per component started; nil discards them.
 	Progress io.Writer
+	// Configure adjusts the worker configuration (examples/shepherd.yaml pointed at this stack) before
+	// the worker builds its providers, e.g. to add a target; optional.
+	Configure func(*config.Config)
 }
 
 // DemoStack is a running local stack: Temporal dev server, Prometheus scraping the fleet through
@@ -113,6 +117,7 @@ type DemoStack struct {
 
 	logs        []io.Closer
 	syncLog     func()
+	configure   func(*config.Config)
 	stopFleet   context.CancelFunc
 	fleetDone   chan error
 	stopWorker  context.CancelFunc
@@ -137,7 +142,7 @@ func StartDemoStack(ctx context.Context, o DemoOptions) (_ *DemoStack, err error
 	if o.Profiles == nil {
 		o.Profiles = DemoProfiles()
 	}
-	s := &DemoStack{StateDir: o.StateDir, ScrapeInterval: o.ScrapeInterval, progressOut: o.Progress}
+	s := &DemoStack{StateDir: o.StateDir, ScrapeInterval: o.ScrapeInterval, progressOut: o.Progress, configure: o.Configure}
 	if s.progressOut == nil {
 		s.progressOut = io.Discard
 	}
@@ -277,12 +282,26 @@ func (s *DemoStack) startWorker(ctx context.Context) error {
 	ready := make(chan struct{})
 	wctx, stop := context.WithCancel(context.Background())
 	s.stopWorker, s.workerDone = stop, make(chan error, 1)
-	// The same worker library and activity wiring as `shepherd worker`; only the client is dialled
+	cfg, err := s.WorkerConfig()
+	if err != nil {
+		return err
+	}
+	if s.configure != nil {
+		s.configure(&cfg)
+	}
+	p, err := worker.Build(cfg, worker.BuildOptions{CheckSecrets: true})
+	if err != nil {
+		return fmt.Errorf("the demo's worker configuration: %w", err)
+	}
+	if p.ReportDir == "" {
+		p.ReportDir = filepath.Join(s.StateDir, "reports")
+	}
+	// The same worker library and provider wiring as `shepherd worker`; only the client is dialled
 	// directly, so a user's Temporal CLI profile (TLS, API key, another namespace) cannot redirect the demo.
 	go func() {
 		s.workerDone <- worker.Run(wctx, s.Client, worker.Config{
 			Namespace:  client.DefaultNamespace,
-			Activities: newActivities(filepath.Join(s.StateDir, "reports")),
+			Activities: p.Activities(),
 			OnReady:    func() { close(ready) },
 		})
 	}()
@@ -344,32 +363,54 @@ func (s *DemoStack) Close() {
 	})
 }
 
-// Target is the spec target that drives this stack's fleet.
-func (s *DemoStack) Target() spec.Target {
-	return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: s.Fleet.Admin}}
+// WorkerConfig is the demo worker's configuration: examples/shepherd.yaml with its demo-fleet target
+// and prometheus source pointed at this stack. The demo's specs are the example files unchanged: only the
+// worker's configuration knows where things are.
+func (s *DemoStack) WorkerConfig() (config.Config, error) {
+	data, err := fs.ReadFile(examples.FS, examples.WorkerConfig)
+	if err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := config.Parse(data)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("%s: %w", examples.WorkerConfig, err)
+	}
+	cfg.Targets[DemoTarget] = config.Provider{Type: "local", Settings: mustJSON(map[string]string{"controller": s.Fleet.Admin})}
+	cfg.Metrics[DemoMetrics] = config.Provider{Type: "prometheus", Settings: mustJSON(map[string]string{"address": s.Prometheus.URL, "timeout": "3s"})}
+	return cfg, nil
+}
+
+// Names of the demo worker's providers, as examples/shepherd.yaml and the demo specs give them.
+const (
+	DemoTarget  = "demo-fleet"
+	DemoMetrics = "prometheus"
+)
+
+func mustJSON(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// FleetTarget is the local target driving this stack's fleet (for set-up and inspection).
+func (s *DemoStack) FleetTarget() *local.Target {
+	return &local.Target{Controller: s.Fleet.Admin}
 }
 
 // Bootstrap starts version as the first stable version of service on the fleet.
 func (s *DemoStack) Bootstrap(ctx context.Context, service, version string) error {
-	if err := (&local.Target{}).Bootstrap(ctx, s.Target(), service, version); err != nil {
+	if err := s.FleetTarget().Bootstrap(ctx, service, version); err != nil {
 		return fmt.Errorf("bootstrapping %s %s on the fleet: %w (see %s)", service, version, err, filepath.Join(s.StateDir, "fleet.log"))
 	}
 	return nil
 }
 
-// Prepare points a local-target spec at this stack: its fleet controller and its Prometheus. It returns
-// the spec with defaults filled in.
+// Prepare returns the spec with defaults filled in. The spec needs no rewriting for this stack: it names
+// providers, and the demo worker's configuration points them here.
 func (s *DemoStack) Prepare(r spec.Release) spec.Release {
-	d := r.WithDefaults()
-	if d.Target.Type == spec.TargetLocal {
-		d.Target = s.Target()
-	}
-	if !d.Analysis.Disabled && d.Analysis.Prometheus != nil {
-		p := *d.Analysis.Prometheus
-		p.Address = s.Prometheus.URL
-		d.Analysis.Prometheus = &p
-	}
-	return d
+	return r.WithDefaults()
 }
 
 // DemoRelease is one release run by the demo, with the timings its summary reports.

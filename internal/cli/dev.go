@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/worker"
 )
@@ -22,8 +24,10 @@ func newDevCmd(g *globals) *cobra.Command {
 		Short: "Run a local stack: Temporal dev server + web UI + a Shepherd worker",
 		Long: `Start a Temporal dev server (state kept in a SQLite file under --data-dir, web UI on --ui-port)
 with every Shepherd search attribute registered, and a worker connected to it. Ctrl-C stops both.
-The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or PATH.`,
-		Example: `  shepherd dev
+The worker's configuration is --config (or $SHEPHERD_CONFIG), by default the example configuration
+examples/shepherd.yaml (built into the binary). The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build
+cache (make tools) or PATH.`,
+		Example: `  shepherd dev --config examples/shepherd.yaml
   # in another terminal:
   shepherd start -f examples/release-exec.yaml --wait`,
 		Args: cobra.NoArgs,
@@ -35,6 +39,15 @@ The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or 
 				return err
 			}
 			defer sync()
+			if f.config == "" {
+				// The example configuration, as built into the binary: `shepherd dev` works from anywhere.
+				path, err := writeExampleConfig(dataDir)
+				if err != nil {
+					return err
+				}
+				f.config = path
+			}
+			fmt.Fprintf(g.stdout, "Worker configuration: %s\n", f.config)
 			fmt.Fprintf(g.stdout, "Starting Temporal dev server on 127.0.0.1:%d (data in %s) ...\n", port, dataDir)
 			srv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
 				Binary: temporalBin, Port: port, UIPort: uiPort,
@@ -59,4 +72,17 @@ The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or 
 	cmd.Flags().StringVar(&dataDir, "data-dir", filepath.Join(worker.DefaultStateDir(), "dev"), "where the dev server keeps its SQLite file and log")
 	cmd.Flags().StringVar(&temporalBin, "temporal", "", "Temporal CLI binary (default: $SHEPHERD_TEMPORAL, the build cache, PATH)")
 	return cmd
+}
+
+// writeExampleConfig writes the built-in examples/shepherd.yaml into dir and returns its path.
+func writeExampleConfig(dir string) (string, error) {
+	data, err := fs.ReadFile(examples.FS, examples.WorkerConfig)
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, examples.WorkerConfig)
+	return path, os.WriteFile(path, data, 0o600)
 }

@@ -12,15 +12,17 @@ import (
 const paperworkSpec = `service: checkout
 version: v2
 previousVersion: v1
-target:
-  type: local
+target: demo-fleet
 stages:
   - {percent: 10, soak: 5m}
   - {percent: 100, soak: 5m, approval: true, approvalTimeout: 1h}
 `
 
+// writePaperworkSpec writes a spec and points $SHEPHERD_CONFIG at examples/shepherd.yaml, whose
+// providers the specs here name.
 func writePaperworkSpec(t *testing.T, content string) string {
 	t.Helper()
+	t.Setenv("SHEPHERD_CONFIG", "../../examples/shepherd.yaml")
 	path := filepath.Join(t.TempDir(), "release.yaml")
 	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
@@ -84,7 +86,7 @@ func TestRunbookCommandWritesFile(t *testing.T) {
 }
 
 func TestPaperworkUsageErrors(t *testing.T) {
-	invalid := writePaperworkSpec(t, "service: checkout\nversion: v2\ntarget: {type: local}\nstages: [{percent: 50}]\n")
+	invalid := writePaperworkSpec(t, "service: checkout\nversion: v2\ntarget: demo-fleet\nstages: [{percent: 50}]\n")
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -95,6 +97,9 @@ func TestPaperworkUsageErrors(t *testing.T) {
 		{"unknown key", []string{"plan", "-f", writePaperworkSpec(t, paperworkSpec+"colour: blue\n")}, "unknown key"},
 		{"no spec", []string{"runbook"}, "no spec file given"},
 		{"bad start", []string{"plan", "-f", writePaperworkSpec(t, paperworkSpec), "--start", "tomorrow"}, "RFC 3339"},
+		{"unknown target", []string{"plan", "-f", writePaperworkSpec(t, strings.Replace(paperworkSpec, "demo-fleet", "k8s-prod", 1))},
+			`target: this worker has no target named "k8s-prod": it has "checkout-staging", "demo-fleet"`},
+		{"no configuration", []string{"runbook", "-f", writePaperworkSpec(t, paperworkSpec), "--config", ""}, "no worker configuration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errOut := runPaperwork(t, tc.args...)

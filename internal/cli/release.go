@@ -11,9 +11,11 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
+	"github.com/shepherd-release/shepherd/worker"
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
@@ -44,19 +46,30 @@ func readSpec(path string) (spec.Release, error) {
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
-	var file string
+	var file, configFile string
 	cmd := &cobra.Command{
 		Use:   "validate -f release.yaml",
 		Short: "Check a release spec without starting anything",
 		Long: `Parse and validate a release spec exactly as the workflow will, and print the plan it describes
-(with every default filled in). Nothing is contacted; nothing changes.`,
-		Example: `  shepherd validate -f examples/release.yaml
+(with every default filled in). With --config (or $SHEPHERD_CONFIG), also check that the worker
+configuration declares every provider the spec names, as a worker's preflight does. Nothing is contacted;
+nothing changes.`,
+		Example: `  shepherd validate -f examples/release.yaml --config examples/shepherd.yaml
   shepherd validate -f release.json -o json   # the spec with defaults, as the workflow sees it`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			d, err := readSpec(file)
 			if err != nil {
 				return err
+			}
+			if configFile != "" {
+				p, err := loadProviders(configFile, "", worker.BuildOptions{})
+				if err != nil {
+					return err
+				}
+				if err := p.Activities().CheckUses(d.Uses()); err != nil {
+					return withHint(ExitUsage, fmt.Errorf("%s: %w", file, err), "name providers that "+configFile+" declares")
+				}
 			}
 			if g.json() {
 				return g.printJSON(d)
@@ -67,6 +80,7 @@ func newValidateCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
+	cmd.Flags().StringVar(&configFile, "config", os.Getenv(config.EnvVar), "also check the names against this worker configuration (default $"+config.EnvVar+")")
 	return cmd
 }
 

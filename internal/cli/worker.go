@@ -21,18 +21,16 @@ import (
 	"go.uber.org/zap/exp/zapslog"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/internal/observe"
-	"github.com/shepherd-release/shepherd/providers/local"
-	"github.com/shepherd-release/shepherd/providers/prometheus"
 	"github.com/shepherd-release/shepherd/record"
-	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
 	"github.com/shepherd-release/shepherd/worker"
 )
 
 // workerFlags configure `shepherd worker` (and the worker inside `shepherd dev`).
 type workerFlags struct {
+	config      string
 	logFormat   string
 	logLevel    string
 	stateDir    string
@@ -43,6 +41,7 @@ type workerFlags struct {
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.config, "config", os.Getenv(config.EnvVar), "the worker configuration: its named targets, metrics sources, channels, ... (default $"+config.EnvVar+")")
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "json", `log format: "json" or "console"`)
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "this worker's local files: archived reports (unless --report-dir); nothing a release depends on")
@@ -79,13 +78,29 @@ func (f *workerFlags) newLogger() (sdklog.Logger, func(), error) {
 	return logger, func() { _ = z.Sync() }, nil
 }
 
-// newActivities wires the real providers.
-func newActivities(reportDir string) *activities.Activities {
-	return &activities.Activities{
-		Targets:   workerTargets(),
-		Metrics:   func(c spec.Prometheus) (activities.Metrics, error) { return prometheus.New(prometheus.Config(c)) },
-		ReportDir: reportDir,
+// loadProviders reads the worker configuration file and builds every provider it declares; reports go
+// to the configuration's reports.dir, else to reportDir.
+func loadProviders(path, reportDir string, opts worker.BuildOptions) (*worker.Providers, error) {
+	if path == "" {
+		return nil, withHint(ExitUsage, errors.New("no worker configuration"),
+			"give --config FILE or set "+config.EnvVar+"; examples/shepherd.yaml is the one `make dev` uses (docs/operations.md)")
 	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, withHint(ExitUsage, err, "fix the file; docs/operations.md describes every key")
+	}
+	p, err := worker.Build(cfg, opts)
+	if err != nil {
+		var verr *config.ValidationError
+		if errors.As(err, &verr) {
+			verr.Source = path
+		}
+		return nil, withHint(ExitUsage, err, "fix the file; docs/operations.md describes every key")
+	}
+	if p.ReportDir == "" {
+		p.ReportDir = reportDir
+	}
+	return p, nil
 }
 
 func envOr(name, def string) string {
@@ -112,14 +127,6 @@ func (f *workerFlags) reportDirOf() string {
 	return filepath.Join(f.stateDir, "reports")
 }
 
-// workerTargets is every deploy target this build serves: those of the worker library plus the local
-// demo fleet.
-func workerTargets() map[string]activities.Target {
-	t := worker.Targets()
-	t[spec.TargetLocal] = &local.Target{}
-	return t
-}
-
 func newWorkerCmd(g *globals) *cobra.Command {
 	var f workerFlags
 	cmd := &cobra.Command{
@@ -128,9 +135,14 @@ func newWorkerCmd(g *globals) *cobra.Command {
 		Long: `Run a worker that executes release workflows and their activities. It connects with the Temporal
 CLI's configuration (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS, profiles), checks that
 the namespace has every search attribute releases use (and says how to create them if not), and stops
-gracefully on SIGINT/SIGTERM. Run several for availability; a release survives any of them dying.`,
-		Example: `  shepherd worker
-  TEMPORAL_ADDRESS=temporal.internal:7233 TEMPORAL_NAMESPACE=releases shepherd worker --log-format console`,
+gracefully on SIGINT/SIGTERM. Run several for availability; a release survives any of them dying.
+
+The worker configuration (--config, or $SHEPHERD_CONFIG) declares the named providers release specs may
+use: deploy targets (with their commands), metrics sources, notification channels, flag providers, git
+repositories, pre-release checks, and where reports go. It is checked at start-up, credentials included;
+a problem stops the worker with its field path. Every worker of a task queue needs the same file.`,
+		Example: `  shepherd worker --config /etc/shepherd/shepherd.yaml
+  SHEPHERD_CONFIG=shepherd.yaml TEMPORAL_ADDRESS=temporal.internal:7233 TEMPORAL_NAMESPACE=releases shepherd worker --log-format console`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -150,6 +162,10 @@ gracefully on SIGINT/SIGTERM. Run several for availability; a release survives a
 // runWorker dials with the user's Temporal configuration and runs the worker, its /metrics endpoint and
 // the active-release scan until ctx ends.
 func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady func()) error {
+	providers, err := loadProviders(f.config, f.reportDirOf(), worker.BuildOptions{CheckSecrets: true})
+	if err != nil {
+		return err
+	}
 	opts, err := envconfig.LoadDefaultClientOptions()
 	if err != nil {
 		return fmt.Errorf("reading Temporal client configuration: %w", err)
@@ -174,8 +190,9 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 			"start a local stack with `make dev`, or point TEMPORAL_ADDRESS at your server")
 	}
 	defer c.Close()
-	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir,
-		"reportDir", f.reportDirOf(), "metricsAddr", f.metricsAddr)
+	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "config", f.config,
+		"targets", providers.Targets.Names(), "metrics", providers.Metrics.Names(), "stateDir", f.stateDir,
+		"reportDir", providers.ReportDir, "metricsAddr", f.metricsAddr)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -209,7 +226,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 			})
 		}()
 	}
-	acts := newActivities(f.reportDirOf())
+	acts := providers.Activities()
 	acts.Observer = tel.Observer()
 	err = worker.Run(ctx, c, worker.Config{
 		Namespace:   namespace(opts),

@@ -1,5 +1,6 @@
 // Package exec is the exec deploy target: one shell command per release step, rendered as a Go template
-// over the release and also given the SHEPHERD_* environment variables.
+// over the release and also given the SHEPHERD_* environment variables. The commands are the worker
+// operator's, from the worker configuration: a release spec only names the target.
 package exec
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	osexec "os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"text/template"
@@ -21,53 +23,175 @@ import (
 // stderrTail is how much of a failed command's stderr goes into the error.
 const stderrTail = 2048
 
-// Target runs the spec's exec commands with `sh -c`.
-type Target struct {
+// DefaultTimeout bounds each command when the configuration gives none.
+const DefaultTimeout = 5 * time.Minute
+
+// Config is an exec target as the worker configuration gives it.
+type Config struct {
+	// Deploy starts the new version beside the stable one, at 0% traffic.
+	Deploy string `json:"deploy"`
+	// Traffic sends {{.Percent}} % of traffic to the new version (0 on rollback).
+	Traffic string `json:"traffic"`
+	// Promote makes the new version stable.
+	Promote string `json:"promote"`
+	// Rollback removes the new version; it runs after traffic was set to 0 and must be idempotent.
+	Rollback string `json:"rollback"`
+	// Health checks the new version after deploy; optional.
+	Health string `json:"health,omitempty"`
+	// Timeout bounds each command; default 5m.
+	Timeout spec.Duration `json:"timeout,omitempty"`
+	// Dir is the working directory of the commands; default the worker's.
+	Dir string `json:"dir,omitempty"`
+	// Env adds environment variables to every command.
+	Env map[string]string `json:"env,omitempty"`
 	// Shell runs the commands; default "sh".
-	Shell string
+	Shell string `json:"shell,omitempty"`
 }
 
-// Deploy runs target.exec.deploy.
-func (t Target) Deploy(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
-	return t.run(ctx, cfg, "deploy", d)
+// Target runs one configured command per step with `sh -c`. Build it with New.
+type Target struct {
+	cfg Config
 }
 
-// Health runs target.exec.health; with none configured the new version counts as healthy.
-func (t Target) Health(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
-	if cfg.Exec == nil || strings.TrimSpace(cfg.Exec.Health) == "" {
+var (
+	_ providers.Target      = (*Target)(nil)
+	_ providers.Preflighter = (*Target)(nil)
+	_ providers.Describer   = (*Target)(nil)
+)
+
+// New checks cfg (required commands present, templates parse) and returns the target.
+func New(cfg Config) (*Target, error) {
+	var problems []string
+	for _, c := range []struct{ name, tmpl string }{
+		{"deploy", cfg.Deploy}, {"traffic", cfg.Traffic}, {"promote", cfg.Promote}, {"rollback", cfg.Rollback},
+	} {
+		if strings.TrimSpace(c.tmpl) == "" {
+			problems = append(problems, c.name+" is required")
+		}
+	}
+	for _, step := range []string{"deploy", "traffic", "promote", "rollback", "health"} {
+		if _, err := template.New(step).Option("missingkey=error").Parse(cfg.command(step)); err != nil {
+			problems = append(problems, fmt.Sprintf("%s: template does not parse: %v", step, err))
+		}
+	}
+	if cfg.Timeout < 0 {
+		problems = append(problems, "timeout must not be negative")
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s: %w", strings.Join(problems, "; "), providers.ErrPermanent)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = spec.Duration(DefaultTimeout)
+	}
+	return &Target{cfg: cfg}, nil
+}
+
+// Describe says what each step runs.
+func (t *Target) Describe() providers.Description {
+	steps := map[string]string{}
+	for _, step := range []string{"deploy", "health", "traffic", "promote", "rollback"} {
+		if c := t.cfg.command(step); strings.TrimSpace(c) != "" {
+			steps[step] = "`" + strings.TrimSpace(c) + "`"
+		}
+	}
+	where := "the worker's working directory"
+	if t.cfg.Dir != "" {
+		where = t.cfg.Dir
+	}
+	return providers.Description{
+		Type:    "exec",
+		Summary: fmt.Sprintf("shell commands on the worker (%s -c, in %s), each bounded by %s", t.shell(), where, t.cfg.Timeout),
+		Steps:   steps,
+		Prerequisites: []string{
+			"the commands' tools and credentials are installed on every worker of the task queue",
+			"every command is idempotent: a retry runs it again with the same SHEPHERD_STEP_SEQ",
+		},
+		ManualRollback: []string{
+			"run the traffic command with SHEPHERD_PERCENT=0 (all traffic to the stable version): " + steps["traffic"],
+			"then the rollback command to remove the new version: " + steps["rollback"],
+		},
+		StepTimeout: t.cfg.Timeout.D(),
+		Manual:      t.manual,
+	}
+}
+
+// manual renders one step as the lines a person runs on a host like the workers: the environment the
+// worker gives the command, then the command.
+func (t *Target) manual(step string, d spec.TemplateData, _ []string) []string {
+	var lines []string
+	if t.cfg.Dir != "" {
+		lines = append(lines, "cd "+shword(t.cfg.Dir))
+	}
+	keys := make([]string, 0, len(t.cfg.Env))
+	for k := range t.cfg.Env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		lines = append(lines, "export "+k+"="+shword(t.cfg.Env[k]))
+	}
+	var env []string
+	for _, kv := range d.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		env = append(env, k+"="+shword(v))
+	}
+	cmd, err := t.Render(step, d)
+	if err != nil {
+		return append(lines, "# the "+step+" command does not render ("+strings.ReplaceAll(err.Error(), "\n", " ")+
+			"): substitute by hand", strings.Join(env, " ")+" "+t.shell()+" -c "+shq(t.cfg.command(step)))
+	}
+	return append(lines, strings.Join(env, " ")+" "+t.shell()+" -c "+shq(cmd))
+}
+
+// shq quotes s for sh.
+func shq(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// shword quotes s for sh unless it is a plain word.
+func shword(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@%+,") == "" {
+		return s
+	}
+	return shq(s)
+}
+
+// Deploy runs the deploy command.
+func (t *Target) Deploy(ctx context.Context, d spec.TemplateData) error {
+	return t.run(ctx, "deploy", d)
+}
+
+// Health runs the health command; with none configured the new version counts as healthy.
+func (t *Target) Health(ctx context.Context, d spec.TemplateData) error {
+	if strings.TrimSpace(t.cfg.Health) == "" {
 		return nil
 	}
-	return t.run(ctx, cfg, "health", d)
+	return t.run(ctx, "health", d)
 }
 
-// SetTraffic runs target.exec.traffic with .Percent set.
-func (t Target) SetTraffic(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
-	return t.run(ctx, cfg, "traffic", d)
+// SetTraffic runs the traffic command with .Percent set.
+func (t *Target) SetTraffic(ctx context.Context, d spec.TemplateData) error {
+	return t.run(ctx, "traffic", d)
 }
 
-// Promote runs target.exec.promote.
-func (t Target) Promote(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
-	return t.run(ctx, cfg, "promote", d)
+// Promote runs the promote command.
+func (t *Target) Promote(ctx context.Context, d spec.TemplateData) error {
+	return t.run(ctx, "promote", d)
 }
 
-// Rollback runs target.exec.rollback.
-func (t Target) Rollback(ctx context.Context, cfg spec.Target, d spec.TemplateData) error {
-	return t.run(ctx, cfg, "rollback", d)
+// Rollback runs the rollback command.
+func (t *Target) Rollback(ctx context.Context, d spec.TemplateData) error {
+	return t.run(ctx, "rollback", d)
 }
 
 // Preflight renders every command and checks the working directory and the shell, changing nothing.
-func (t Target) Preflight(_ context.Context, cfg spec.Target, d spec.TemplateData) error {
-	if cfg.Exec == nil {
-		return fmt.Errorf("target.exec is missing: %w", providers.ErrPermanent)
-	}
+func (t *Target) Preflight(_ context.Context, d spec.TemplateData) error {
 	for _, step := range []string{"deploy", "traffic", "promote", "rollback", "health"} {
-		if _, err := Render(cfg.Exec, step, d); err != nil {
+		if _, err := t.Render(step, d); err != nil {
 			return err
 		}
 	}
-	if dir := cfg.Exec.Dir; dir != "" {
+	if dir := t.cfg.Dir; dir != "" {
 		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
-			return fmt.Errorf("target.exec.dir %q is not a directory on this worker: %w", dir, providers.ErrPermanent)
+			return fmt.Errorf("dir %q is not a directory on this worker: %w", dir, providers.ErrPermanent)
 		}
 	}
 	if _, err := osexec.LookPath(t.shell()); err != nil {
@@ -76,61 +200,64 @@ func (t Target) Preflight(_ context.Context, cfg spec.Target, d spec.TemplateDat
 	return nil
 }
 
-func (t Target) shell() string {
-	if t.Shell != "" {
-		return t.Shell
+func (t *Target) shell() string {
+	if t.cfg.Shell != "" {
+		return t.cfg.Shell
 	}
 	return "sh"
 }
 
-// Render returns the command for step with the template applied. Errors wrap providers.ErrPermanent:
-// a template that does not render will not render on a retry either.
-func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, error) {
-	var src string
+func (c Config) command(step string) string {
 	switch step {
 	case "deploy":
-		src = cfg.Deploy
+		return c.Deploy
 	case "traffic":
-		src = cfg.Traffic
+		return c.Traffic
 	case "promote":
-		src = cfg.Promote
+		return c.Promote
 	case "rollback":
-		src = cfg.Rollback
+		return c.Rollback
 	case "health":
-		src = cfg.Health
+		return c.Health
+	}
+	return ""
+}
+
+// Render returns the command for step with the template applied. Errors wrap providers.ErrPermanent:
+// a template that does not render will not render on a retry either.
+func (t *Target) Render(step string, d spec.TemplateData) (string, error) {
+	switch step {
+	case "deploy", "traffic", "promote", "rollback", "health":
 	default:
 		return "", fmt.Errorf("unknown exec step %q: %w", step, providers.ErrPermanent)
 	}
-	tmpl, err := template.New(step).Option("missingkey=error").Parse(src)
+	tmpl, err := template.New(step).Option("missingkey=error").Parse(t.cfg.command(step))
 	if err != nil {
-		return "", fmt.Errorf("target.exec.%s: template does not parse: %v: %w", step, err, providers.ErrPermanent)
+		return "", fmt.Errorf("%s: template does not parse: %v: %w", step, err, providers.ErrPermanent)
 	}
 	var b strings.Builder
 	if err := tmpl.Execute(&b, d); err != nil {
-		return "", fmt.Errorf("target.exec.%s: template does not render: %v: %w", step, err, providers.ErrPermanent)
+		return "", fmt.Errorf("%s: template does not render: %v: %w", step, err, providers.ErrPermanent)
 	}
 	return b.String(), nil
 }
 
-func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.TemplateData) error {
-	if cfg.Exec == nil {
-		return fmt.Errorf("target.exec is missing: %w", providers.ErrPermanent)
-	}
-	script, err := Render(cfg.Exec, step, d)
+func (t *Target) run(ctx context.Context, step string, d spec.TemplateData) error {
+	script, err := t.Render(step, d)
 	if err != nil {
 		return err
 	}
-	timeout := cfg.Exec.Timeout.D()
+	timeout := t.cfg.Timeout.D()
 	if timeout <= 0 {
-		timeout = spec.DefaultCommandTimeout.D()
+		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
 	cmd := osexec.CommandContext(ctx, t.shell(), "-c", script)
-	cmd.Dir = cfg.Exec.Dir
+	cmd.Dir = t.cfg.Dir
 	cmd.Env = os.Environ()
-	for k, v := range cfg.Exec.Env {
+	for k, v := range t.cfg.Env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
 	cmd.Env = append(cmd.Env, d.Env()...)
@@ -152,7 +279,7 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 		tail = "; output: " + tail
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s command timed out after %s (target.exec.timeout)%s", step, timeout, tail)
+		return fmt.Errorf("%s command timed out after %s (timeout)%s", step, timeout, tail)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s command cancelled: %w", step, ctx.Err())

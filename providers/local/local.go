@@ -34,10 +34,72 @@ const (
 	DefaultDeployTimeout = 60 * time.Second
 )
 
-// Target is the local deploy target against the fleet controller at cfg.Local.Controller (default
-// spec.DefaultLocalController). The zero value is ready to use. Every call is idempotent on the
-// controller's side, as a target must be.
+// DefaultController is the fleet controller's address when the configuration gives none (the fleet's
+// default listen address).
+const DefaultController = "http://127.0.0.1:9300"
+
+// Config is a local target as the worker configuration gives it.
+type Config struct {
+	// Controller is the fleet controller's base URL; default DefaultController.
+	Controller string `json:"controller,omitempty"`
+}
+
+// New checks cfg and returns the target.
+func New(cfg Config) (*Target, error) {
+	if c := cfg.Controller; c != "" {
+		u, err := url.Parse(c)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("controller %q must be an http:// or https:// URL: %w", c, ErrPermanent)
+		}
+	}
+	return &Target{Controller: cfg.Controller}, nil
+}
+
+// Describe says which controller the target drives.
+func (t *Target) Describe() providers.Description {
+	c := t.controller()
+	return providers.Description{
+		Type:    "local",
+		Summary: "the local demo fleet's controller at " + c + " (processes of demo-service behind a weighted proxy)",
+		Steps: map[string]string{
+			"deploy":   "start the new version's process beside the stable one and wait until it is healthy",
+			"health":   "ask the controller whether the new version is healthy",
+			"traffic":  "set the proxy's weight of the new version",
+			"promote":  "make the new version stable; the old one is retired after a grace window",
+			"rollback": "send all traffic to stable and stop the new version's process",
+		},
+		Prerequisites: []string{"the fleet controller answers at " + c + " (shepherd fleet, or shepherd demo --keep)"},
+		ManualRollback: []string{
+			"curl -X POST " + c + "/v1/services/SERVICE/traffic -d '{\"version\":\"VERSION\",\"percent\":0}'",
+			"curl -X POST " + c + "/v1/services/SERVICE/rollback -d '{\"version\":\"VERSION\"}'",
+		},
+		StepTimeout: t.deployTimeout(),
+		Manual:      t.manual,
+	}
+}
+
+// manual is the controller call that does step by hand.
+func (t *Target) manual(step string, d spec.TemplateData, _ []string) []string {
+	base := t.controller() + "/v1/services/" + d.Service
+	post := "curl -sS -X POST -H 'Content-Type: application/json' "
+	switch step {
+	case "traffic":
+		body, _ := json.Marshal(fleet.TrafficRequest{Version: d.Version, Percent: d.Percent})
+		return []string{post + base + "/traffic -d '" + string(body) + "'"}
+	case "rollback":
+		body, _ := json.Marshal(fleet.VersionRequest{Version: d.Version})
+		return []string{post + base + "/rollback -d '" + string(body) + "'",
+			"curl -sS " + base + "   # check: stable version, canary and traffic weight"}
+	}
+	return nil
+}
+
+// Target is the local deploy target against the fleet controller at Controller (default
+// DefaultController). The zero value is ready to use. Every call is idempotent on the controller's side,
+// as a target must be.
 type Target struct {
+	// Controller is the fleet controller's base URL; default DefaultController.
+	Controller string
 	// Client sends the requests; default a plain http.Client (each call is bounded by a timeout below).
 	Client *http.Client
 	// Timeout bounds each call except deploy and bootstrap; default 10s.
@@ -78,47 +140,47 @@ func (e *ControllerError) Permanent() bool {
 }
 
 // Deploy starts data.Version beside the stable version at 0 % traffic and waits until it is healthy.
-func (t *Target) Deploy(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
-	return t.do(ctx, cfg, op("deploy", data), http.MethodPost, data.Service, "deploy", "",
+func (t *Target) Deploy(ctx context.Context, data spec.TemplateData) error {
+	return t.do(ctx, op("deploy", data), http.MethodPost, data.Service, "deploy", "",
 		fleet.VersionRequest{Version: data.Version}, nil, t.deployTimeout())
 }
 
 // Health returns nil only when the controller reports data.Version (the canary) healthy.
-func (t *Target) Health(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
+func (t *Target) Health(ctx context.Context, data spec.TemplateData) error {
 	var h fleet.HealthState
 	q := url.Values{"version": {data.Version}}.Encode()
-	if err := t.do(ctx, cfg, op("health", data), http.MethodGet, data.Service, "health", q, nil, &h, t.timeout()); err != nil {
+	if err := t.do(ctx, op("health", data), http.MethodGet, data.Service, "health", q, nil, &h, t.timeout()); err != nil {
 		return err
 	}
 	if !h.Healthy || h.Version != data.Version {
 		return fmt.Errorf("local target: %s: controller at %s answered 200 without reporting %s healthy (%+v)",
-			op("health", data), controllerURL(cfg), data.Version, h)
+			op("health", data), t.controller(), data.Version, h)
 	}
 	return nil
 }
 
 // SetTraffic sends data.Percent % of the service's traffic to data.Version.
-func (t *Target) SetTraffic(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
-	return t.do(ctx, cfg, fmt.Sprintf("traffic %s %s %d%%", data.Service, data.Version, data.Percent), http.MethodPost,
+func (t *Target) SetTraffic(ctx context.Context, data spec.TemplateData) error {
+	return t.do(ctx, fmt.Sprintf("traffic %s %s %d%%", data.Service, data.Version, data.Percent), http.MethodPost,
 		data.Service, "traffic", "", fleet.TrafficRequest{Version: data.Version, Percent: data.Percent}, nil, t.timeout())
 }
 
 // Promote makes data.Version the stable version; the old one is retired after the controller's grace.
-func (t *Target) Promote(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
-	return t.do(ctx, cfg, op("promote", data), http.MethodPost, data.Service, "promote", "",
+func (t *Target) Promote(ctx context.Context, data spec.TemplateData) error {
+	return t.do(ctx, op("promote", data), http.MethodPost, data.Service, "promote", "",
 		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
 }
 
 // Rollback stops the canary data.Version; a version that is not deployed is not an error.
-func (t *Target) Rollback(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
-	return t.do(ctx, cfg, op("rollback", data), http.MethodPost, data.Service, "rollback", "",
+func (t *Target) Rollback(ctx context.Context, data spec.TemplateData) error {
+	return t.do(ctx, op("rollback", data), http.MethodPost, data.Service, "rollback", "",
 		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
 }
 
 // Preflight checks, without changing anything, that the controller answers and that the service can take
 // data.Version as its canary: it has a stable version, data.Version is not it, and no other canary runs.
-func (t *Target) Preflight(ctx context.Context, cfg spec.Target, data spec.TemplateData) error {
-	st, err := t.State(ctx, cfg, data.Service)
+func (t *Target) Preflight(ctx context.Context, data spec.TemplateData) error {
+	st, err := t.State(ctx, data.Service)
 	if err != nil {
 		return err
 	}
@@ -135,15 +197,15 @@ func (t *Target) Preflight(ctx context.Context, cfg spec.Target, data spec.Templ
 
 // Bootstrap starts the first stable version of a service on the fleet (the demo's set-up step; releases
 // then go through Deploy, SetTraffic and Promote). It is a no-op when version is already stable.
-func (t *Target) Bootstrap(ctx context.Context, cfg spec.Target, service, version string) error {
-	return t.do(ctx, cfg, "bootstrap "+service+" "+version, http.MethodPost, service, "bootstrap", "",
+func (t *Target) Bootstrap(ctx context.Context, service, version string) error {
+	return t.do(ctx, "bootstrap "+service+" "+version, http.MethodPost, service, "bootstrap", "",
 		fleet.VersionRequest{Version: version}, nil, t.deployTimeout())
 }
 
 // State returns the controller's view of a service.
-func (t *Target) State(ctx context.Context, cfg spec.Target, service string) (fleet.ServiceState, error) {
+func (t *Target) State(ctx context.Context, service string) (fleet.ServiceState, error) {
 	var st fleet.ServiceState
-	err := t.do(ctx, cfg, "state "+service, http.MethodGet, service, "", "", nil, &st, t.timeout())
+	err := t.do(ctx, "state "+service, http.MethodGet, service, "", "", nil, &st, t.timeout())
 	return st, err
 }
 
@@ -154,22 +216,18 @@ func op(what string, data spec.TemplateData) string {
 func (t *Target) timeout() time.Duration       { return cmp.Or(t.Timeout, DefaultTimeout) }
 func (t *Target) deployTimeout() time.Duration { return cmp.Or(t.DeployTimeout, DefaultDeployTimeout) }
 
-// controllerURL is the controller's base URL without a trailing slash.
-func controllerURL(cfg spec.Target) string {
-	base := spec.DefaultLocalController
-	if cfg.Local != nil && cfg.Local.Controller != "" {
-		base = cfg.Local.Controller
-	}
-	return strings.TrimRight(base, "/")
+// controller is the controller's base URL without a trailing slash.
+func (t *Target) controller() string {
+	return strings.TrimRight(cmp.Or(t.Controller, DefaultController), "/")
 }
 
 // do sends one request to /v1/services/{service}[/{action}] and decodes a 200 answer into out (if set).
-func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service, action, query string, in, out any,
+func (t *Target) do(ctx context.Context, what, method, service, action, query string, in, out any,
 	timeout time.Duration) error {
 	if service == "" {
 		return fmt.Errorf("local target: %s: no service name: %w", what, ErrPermanent)
 	}
-	u := controllerURL(cfg) + "/v1/services/" + url.PathEscape(service)
+	u := t.controller() + "/v1/services/" + url.PathEscape(service)
 	if action != "" {
 		u += "/" + action
 	}
@@ -188,7 +246,7 @@ func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service,
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return fmt.Errorf("local target: %s: %v (check target.local.controller): %w", what, err, ErrPermanent)
+		return fmt.Errorf("local target: %s: %v (check the target's controller): %w", what, err, ErrPermanent)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -200,7 +258,7 @@ func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service,
 	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("local target: %s: %s %s: %w (is the fleet controller running at %s?)", what, method, u, err,
-			controllerURL(cfg))
+			t.controller())
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -224,3 +282,9 @@ func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service,
 	}
 	return nil
 }
+
+var (
+	_ providers.Target      = (*Target)(nil)
+	_ providers.Preflighter = (*Target)(nil)
+	_ providers.Describer   = (*Target)(nil)
+)

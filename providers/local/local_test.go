@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // startController runs a real fleet controller and returns the target config pointing at it.
-func startController(t *testing.T, profiles map[string]fleet.Profile) spec.Target {
+func startController(t *testing.T, profiles map[string]fleet.Profile) string {
 	t.Helper()
 	ready := make(chan fleet.Endpoints, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,13 +63,13 @@ func startController(t *testing.T, profiles map[string]fleet.Profile) spec.Targe
 	})
 	select {
 	case e := <-ready:
-		return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: e.Admin + "/"}}
+		return e.Admin + "/"
 	case err := <-done:
 		t.Fatalf("fleet.Run: %v", err)
 	case <-time.After(30 * time.Second):
 		t.Fatal("controller not ready within 30s")
 	}
-	return spec.Target{}
+	return ""
 }
 
 func data(service, version string, percent int) spec.TemplateData {
@@ -81,22 +81,22 @@ func TestReleaseAgainstController(t *testing.T) {
 	ctx := t.Context()
 	var tg Target
 
-	if err := tg.Preflight(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) ||
+	if err := tg.at(cfg).Preflight(ctx, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) ||
 		!strings.Contains(err.Error(), "bootstrap") || !strings.Contains(err.Error(), "/v1/services/checkout") {
 		t.Fatalf("preflight before bootstrap: %v", err)
 	}
-	if err := tg.Deploy(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "bootstrap") {
+	if err := tg.at(cfg).Deploy(ctx, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "bootstrap") {
 		t.Fatalf("deploy before bootstrap: %v", err)
 	}
 	for range 2 {
-		if err := tg.Bootstrap(ctx, cfg, "checkout", "v1"); err != nil {
+		if err := tg.at(cfg).Bootstrap(ctx, "checkout", "v1"); err != nil {
 			t.Fatalf("bootstrap: %v", err)
 		}
 	}
-	if err := tg.Preflight(ctx, cfg, data("checkout", "v1", 0)); !errors.Is(err, ErrPermanent) {
+	if err := tg.at(cfg).Preflight(ctx, data("checkout", "v1", 0)); !errors.Is(err, ErrPermanent) {
 		t.Errorf("preflight of the stable version: %v", err)
 	}
-	if err := tg.Preflight(ctx, cfg, data("checkout", "v2", 0)); err != nil {
+	if err := tg.at(cfg).Preflight(ctx, data("checkout", "v2", 0)); err != nil {
 		t.Fatalf("preflight: %v", err)
 	}
 
@@ -105,11 +105,11 @@ func TestReleaseAgainstController(t *testing.T) {
 		name string
 		fn   func() error
 	}{
-		{"deploy", func() error { return tg.Deploy(ctx, cfg, data("checkout", "v2", 0)) }},
-		{"health", func() error { return tg.Health(ctx, cfg, data("checkout", "v2", 0)) }},
-		{"traffic 25", func() error { return tg.SetTraffic(ctx, cfg, data("checkout", "v2", 25)) }},
-		{"traffic 100", func() error { return tg.SetTraffic(ctx, cfg, data("checkout", "v2", 100)) }},
-		{"promote", func() error { return tg.Promote(ctx, cfg, data("checkout", "v2", 100)) }},
+		{"deploy", func() error { return tg.at(cfg).Deploy(ctx, data("checkout", "v2", 0)) }},
+		{"health", func() error { return tg.at(cfg).Health(ctx, data("checkout", "v2", 0)) }},
+		{"traffic 25", func() error { return tg.at(cfg).SetTraffic(ctx, data("checkout", "v2", 25)) }},
+		{"traffic 100", func() error { return tg.at(cfg).SetTraffic(ctx, data("checkout", "v2", 100)) }},
+		{"promote", func() error { return tg.at(cfg).Promote(ctx, data("checkout", "v2", 100)) }},
 	}
 	for _, s := range steps {
 		for i := range 2 {
@@ -118,42 +118,42 @@ func TestReleaseAgainstController(t *testing.T) {
 			}
 		}
 	}
-	st, err := tg.State(ctx, cfg, "checkout")
+	st, err := tg.at(cfg).State(ctx, "checkout")
 	if err != nil || st.Stable != "v2" || st.Canary != "" {
 		t.Fatalf("state after promote: %+v %v", st, err)
 	}
 
 	// A bad release: deploy v3, shift traffic, roll back (traffic 0 first, as the workflow does).
-	if err := tg.Deploy(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+	if err := tg.at(cfg).Deploy(ctx, data("checkout", "v3", 0)); err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.Preflight(ctx, cfg, data("checkout", "v4", 0)); !errors.Is(err, ErrPermanent) ||
+	if err := tg.at(cfg).Preflight(ctx, data("checkout", "v4", 0)); !errors.Is(err, ErrPermanent) ||
 		!strings.Contains(err.Error(), "canary v3") {
 		t.Errorf("preflight with another canary: %v", err)
 	}
-	if err := tg.SetTraffic(ctx, cfg, data("checkout", "v3", 5)); err != nil {
+	if err := tg.at(cfg).SetTraffic(ctx, data("checkout", "v3", 5)); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := tg.SetTraffic(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+		if err := tg.at(cfg).SetTraffic(ctx, data("checkout", "v3", 0)); err != nil {
 			t.Fatalf("traffic 0: %v", err)
 		}
-		if err := tg.Rollback(ctx, cfg, data("checkout", "v3", 0)); err != nil {
+		if err := tg.at(cfg).Rollback(ctx, data("checkout", "v3", 0)); err != nil {
 			t.Fatalf("rollback: %v", err)
 		}
 	}
-	if st, err := tg.State(ctx, cfg, "checkout"); err != nil || st.Stable != "v2" || st.Canary != "" {
+	if st, err := tg.at(cfg).State(ctx, "checkout"); err != nil || st.Stable != "v2" || st.Canary != "" {
 		t.Fatalf("state after rollback: %+v %v", st, err)
 	}
 
 	// Conflicts are permanent and say what the controller said, and where.
-	err = tg.Health(ctx, cfg, data("checkout", "v3", 0))
+	err = tg.at(cfg).Health(ctx, data("checkout", "v3", 0))
 	var ce *ControllerError
 	if !errors.Is(err, ErrPermanent) || !errors.As(err, &ce) || ce.Status != http.StatusNotFound ||
 		!strings.Contains(err.Error(), "not deployed") || !strings.Contains(err.Error(), "/v1/services/checkout/health?version=v3") {
 		t.Errorf("health of a rolled-back version: %v", err)
 	}
-	if err := tg.Rollback(ctx, cfg, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "stable") {
+	if err := tg.at(cfg).Rollback(ctx, data("checkout", "v2", 0)); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "stable") {
 		t.Errorf("rollback of the stable version: %v", err)
 	}
 }
@@ -162,13 +162,13 @@ func TestHealthOfFailingCanary(t *testing.T) {
 	cfg := startController(t, nil)
 	ctx := t.Context()
 	var tg Target
-	if err := tg.Bootstrap(ctx, cfg, "pay", "v1"); err != nil {
+	if err := tg.at(cfg).Bootstrap(ctx, "pay", "v1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := tg.Deploy(ctx, cfg, data("pay", "v2", 0)); err != nil {
+	if err := tg.at(cfg).Deploy(ctx, data("pay", "v2", 0)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := tg.State(ctx, cfg, "pay")
+	st, err := tg.at(cfg).State(ctx, "pay")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestHealthOfFailingCanary(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err = tg.Health(ctx, cfg, data("pay", "v2", 0))
+		err = tg.at(cfg).Health(ctx, data("pay", "v2", 0))
 		if err != nil && errors.Is(err, ErrPermanent) {
 			t.Fatalf("health of a dying canary is permanent: %v", err)
 		}
@@ -200,14 +200,14 @@ func TestHealthOfFailingCanary(t *testing.T) {
 }
 
 // fakeController answers every request with status and body.
-func fakeController(t *testing.T, status int, body string) spec.Target {
+func fakeController(t *testing.T, status int, body string) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(status)
 		fmt.Fprint(w, body)
 	}))
 	t.Cleanup(srv.Close)
-	return spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: srv.URL}}
+	return srv.URL
 }
 
 func TestErrorClassification(t *testing.T) {
@@ -227,7 +227,7 @@ func TestErrorClassification(t *testing.T) {
 		{503, `{"healthy": false, "error": "did not answer /healthz"}`, false, "did not answer /healthz"},
 	} {
 		cfg := fakeController(t, tc.status, tc.body)
-		err := tg.Deploy(ctx, cfg, data("checkout", "v2", 0))
+		err := tg.at(cfg).Deploy(ctx, data("checkout", "v2", 0))
 		if err == nil {
 			t.Errorf("%d: no error", tc.status)
 			continue
@@ -235,7 +235,7 @@ func TestErrorClassification(t *testing.T) {
 		if got := errors.Is(err, ErrPermanent); got != tc.permanent {
 			t.Errorf("%d: permanent = %v, want %v (%v)", tc.status, got, tc.permanent, err)
 		}
-		for _, want := range []string{tc.says, cfg.Local.Controller + "/v1/services/checkout/deploy", "deploy checkout v2"} {
+		for _, want := range []string{tc.says, cfg + "/v1/services/checkout/deploy", "deploy checkout v2"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%d: %q lacks %q", tc.status, err, want)
 			}
@@ -244,11 +244,11 @@ func TestErrorClassification(t *testing.T) {
 
 	// 200 without "healthy": true is not healthy.
 	cfg := fakeController(t, 200, `{"service": "checkout", "version": "v2", "healthy": false}`)
-	if err := tg.Health(ctx, cfg, data("checkout", "v2", 0)); err == nil {
+	if err := tg.at(cfg).Health(ctx, data("checkout", "v2", 0)); err == nil {
 		t.Error("health accepted healthy=false")
 	}
 	cfg = fakeController(t, 200, `{"service": "checkout", "version": "v2", "healthy": true}`)
-	if err := tg.Health(ctx, cfg, data("checkout", "v2", 0)); err != nil {
+	if err := tg.at(cfg).Health(ctx, data("checkout", "v2", 0)); err != nil {
 		t.Errorf("healthy answer: %v", err)
 	}
 }
@@ -257,8 +257,8 @@ func TestTransportErrorsAreRetryable(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens there any more
-	cfg := spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: url}}
-	err := (&Target{}).Promote(t.Context(), cfg, data("checkout", "v2", 0))
+	cfg := url
+	err := (&Target{}).at(cfg).Promote(t.Context(), data("checkout", "v2", 0))
 	if err == nil || errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), url+"/v1/services/checkout/promote") ||
 		!strings.Contains(err.Error(), "is the fleet controller running") {
 		t.Errorf("connection refused: %v", err)
@@ -273,9 +273,9 @@ func TestTransportErrorsAreRetryable(t *testing.T) {
 	}))
 	defer slow.Close()
 	defer close(hang)
-	cfg.Local.Controller = slow.URL
+	cfg = slow.URL
 	start := time.Now()
-	err = (&Target{Timeout: 100 * time.Millisecond}).SetTraffic(t.Context(), cfg, data("checkout", "v2", 5))
+	err = (&Target{Timeout: 100 * time.Millisecond}).at(cfg).SetTraffic(t.Context(), data("checkout", "v2", 5))
 	if err == nil || errors.Is(err, ErrPermanent) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("hanging controller: %v", err)
 	}
@@ -285,10 +285,23 @@ func TestTransportErrorsAreRetryable(t *testing.T) {
 }
 
 func TestDefaultController(t *testing.T) {
-	if got := controllerURL(spec.Target{Type: spec.TargetLocal}); got != spec.DefaultLocalController {
+	if "http://"+fleet.DefaultListen != DefaultController {
+		t.Errorf("fleet.DefaultListen %s does not match DefaultController %s", fleet.DefaultListen, DefaultController)
+	}
+	if got := (&Target{}).controller(); got != DefaultController {
 		t.Errorf("default controller %q", got)
 	}
-	if err := (&Target{}).Deploy(t.Context(), spec.Target{}, data("", "v2", 0)); !errors.Is(err, ErrPermanent) {
+	if _, err := New(Config{Controller: "localhost:9300"}); !errors.Is(err, ErrPermanent) {
+		t.Errorf("a controller that is not a URL: %v", err)
+	}
+	if err := (&Target{}).Deploy(t.Context(), data("", "v2", 0)); !errors.Is(err, ErrPermanent) {
 		t.Errorf("empty service: %v", err)
 	}
+}
+
+// at returns a copy of t that drives the controller at url.
+func (t *Target) at(url string) *Target {
+	c := *t
+	c.Controller = url
+	return &c
 }

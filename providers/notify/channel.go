@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/shepherd-release/shepherd/providers"
 )
@@ -40,9 +41,24 @@ func (c *Channel) Describe() providers.Description {
 	}
 	events := "every event"
 	if len(c.cfg.Events) > 0 {
-		events = fmt.Sprint(c.cfg.Events)
+		names := make([]string, len(c.cfg.Events))
+		for i, e := range c.cfg.Events {
+			names[i] = string(e)
+		}
+		events = strings.Join(names, ", ")
 	}
-	return providers.Description{Type: c.cfg.Type, Summary: fmt.Sprintf("%s webhook: %s, posted to %s", c.cfg.Type, events, where)}
+	kind := "JSON webhook"
+	if c.cfg.Type == TypeSlack {
+		kind = "Slack incoming webhook"
+	}
+	d := providers.Description{Type: c.cfg.Type, Summary: fmt.Sprintf("%s: %s, posted to %s", kind, events, where)}
+	for _, e := range c.cfg.Events {
+		d.Events = append(d.Events, string(e))
+	}
+	if c.cfg.URLEnv != "" {
+		d.Prerequisites = []string{"the workers have the webhook URL in $" + c.cfg.URLEnv}
+	}
+	return d
 }
 
 func hostOf(raw string) string {

@@ -3,7 +3,7 @@ package precheck
 import (
 	"context"
 	"fmt"
-	"net/url"
+	"strings"
 
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
@@ -44,20 +44,21 @@ func (c ExecCheck) Check(ctx context.Context, data spec.TemplateData) (string, e
 
 // Describe says what the check asks.
 func (c HTTPCheck) Describe() providers.Description {
-	host := c.URL
-	if u, err := url.Parse(c.URL); err == nil && u.Host != "" {
-		host = u.Scheme + "://" + u.Host
-	}
+	// The URL as configured (a template), without its query string, which may carry a token.
+	host, _, _ := strings.Cut(c.URL, "?")
 	want := fmt.Sprintf("HTTP %d", statusOr(c.ExpectStatus))
 	if c.JSONField != "" {
 		want += fmt.Sprintf(" with %s = %q", c.JSONField, c.Expect)
 	}
-	return providers.Description{Type: "http", Summary: "HTTP GET on " + host + ", expecting " + want}
+	return providers.Description{Type: "http", Summary: "HTTP GET `" + host + "`" + ", expecting " + want}
 }
 
 // Describe says what the check runs.
 func (c ExecCheck) Describe() providers.Description {
 	s := "runs `" + c.Command + "` on the worker, expecting exit 0"
+	if c.Timeout > 0 {
+		s += " within " + c.Timeout.String()
+	}
 	if c.Expect != "" {
 		s += fmt.Sprintf(" and last line %q", c.Expect)
 	}

@@ -159,10 +159,21 @@ func (p *provider) CheckSecrets() error {
 
 // Describe says which Prometheus the source queries (never its credentials).
 func (p *provider) Describe() providers.Description {
+	pre := []string{"Prometheus answers from the workers within " + p.timeout.String() + ": `curl -sS " + p.address + "/-/ready`"}
+	switch c := p.creds; {
+	case c.tokenEnv != "":
+		pre = append(pre, "the workers have the bearer token in $"+c.tokenEnv)
+	case c.tokenFile != "":
+		pre = append(pre, "the workers have the bearer token in the file "+c.tokenFile)
+	case c.user != "" && c.passwordEnv != "":
+		pre = append(pre, "the workers have the basic-auth password of "+c.user+" in $"+c.passwordEnv)
+	case c.user != "":
+		pre = append(pre, "the workers have the basic-auth password of "+c.user+" in the file "+c.passwordFile)
+	}
 	return providers.Description{
 		Type:          "prometheus",
-		Summary:       "PromQL instant queries against " + p.address,
-		Prerequisites: []string{"Prometheus at " + p.address + " answers from the worker within " + p.timeout.String()},
+		Summary:       "PromQL instant queries against `" + p.address + "`",
+		Prerequisites: pre,
 		StepTimeout:   p.timeout,
 	}
 }
