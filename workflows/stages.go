@@ -242,8 +242,53 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 	}
 	r.status.Latest = res.Measurements
 	overall, reason := r.checks.observe(res.Measurements)
-	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", summarize(overall, reason, res.Measurements))
-	d.Measurements = res.Measurements
+	r.recordAnalysis(ctx, overall, reason, res.Measurements)
 	r.publishDetails(ctx)
 	return overall, reason, nil
+}
+
+// maxEvidenceRounds is how many of the latest analysis entries keep their measurements in the decision
+// log; older entries keep their one-line summary (and Status.Latest always has the newest values).
+const maxEvidenceRounds = 20
+
+// recordAnalysis logs one analysis round. A round with the same outcome as the entry before it (same
+// overall verdict, same verdict per check, same stage) is folded into that entry, so a long soak costs
+// one entry per change of course instead of one per round; the status stays small for any release.
+func (r *release) recordAnalysis(ctx workflow.Context, overall record.Verdict, reason string, ms []record.Measurement) {
+	msg := summarize(overall, reason, ms)
+	if n := len(r.status.Decisions); n > 0 {
+		last := &r.status.Decisions[n-1]
+		if last.Kind == record.KindAnalysis && last.Stage == r.status.Stage.Number && last.Phase == r.status.Phase &&
+			sameOutcome(last.Measurements, ms) && overall != record.Fail && overall != record.Inconclusive {
+			if last.Rounds < 2 {
+				last.Since, last.Rounds = last.Time, 1
+			}
+			last.Rounds++
+			last.Time, last.Message, last.Measurements = workflow.Now(ctx), msg, ms
+			return
+		}
+	}
+	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", msg)
+	d.Measurements = ms
+	kept := 0
+	for i := len(r.status.Decisions) - 1; i >= 0; i-- {
+		if d := &r.status.Decisions[i]; d.Kind == record.KindAnalysis && d.Measurements != nil {
+			if kept++; kept > maxEvidenceRounds {
+				d.Measurements = nil
+			}
+		}
+	}
+}
+
+// sameOutcome reports whether two rounds gave every check the same verdict.
+func sameOutcome(a, b []record.Measurement) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Check != b[i].Check || a[i].Verdict != b[i].Verdict {
+			return false
+		}
+	}
+	return true
 }
