@@ -251,11 +251,14 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 // log; older entries keep their one-line summary (and Status.Latest always has the newest values).
 const maxEvidenceRounds = 20
 
+// maxAnalysisMessage bounds one analysis entry's summary line, in bytes.
+const maxAnalysisMessage = 512
+
 // recordAnalysis logs one analysis round. A round with the same outcome as the entry before it (same
 // overall verdict, same verdict per check, same stage) is folded into that entry, so a long soak costs
 // one entry per change of course instead of one per round; the status stays small for any release.
 func (r *release) recordAnalysis(ctx workflow.Context, overall record.Verdict, reason string, ms []record.Measurement) {
-	msg := summarize(overall, reason, ms)
+	msg := cut(summarize(overall, reason, ms), maxAnalysisMessage)
 	if n := len(r.status.Decisions); n > 0 {
 		last := &r.status.Decisions[n-1]
 		if last.Kind == record.KindAnalysis && last.Stage == r.status.Stage.Number && last.Phase == r.status.Phase &&
@@ -268,16 +271,22 @@ func (r *release) recordAnalysis(ctx workflow.Context, overall record.Verdict, r
 			return
 		}
 	}
-	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", msg)
-	d.Measurements = ms
+	// Older entries keep their evidence without the queries (Status.Latest and the spec have them), and
+	// only the latest maxEvidenceRounds entries keep evidence at all.
 	kept := 0
 	for i := len(r.status.Decisions) - 1; i >= 0; i-- {
 		if d := &r.status.Decisions[i]; d.Kind == record.KindAnalysis && d.Measurements != nil {
-			if kept++; kept > maxEvidenceRounds {
+			if kept++; kept >= maxEvidenceRounds {
 				d.Measurements = nil
+				continue
+			}
+			for j := range d.Measurements {
+				d.Measurements[j].Query = ""
 			}
 		}
 	}
+	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", msg)
+	d.Measurements = ms
 }
 
 // sameOutcome reports whether two rounds gave every check the same verdict.
