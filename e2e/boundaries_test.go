@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -10,6 +12,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/shepherd-release/shepherd/internal/cli"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -137,4 +140,51 @@ func lastAttempt(h *historypb.History, activityType string) int32 {
 		}
 	}
 	return 0
+}
+
+// TestHistoryStaysWithinItsEstimate: spec.HistoryEstimate, which the validator bounds so that no accepted
+// release nears Temporal's history limits, is an upper bound of what a real release records. The release
+// uses every building block the estimate counts: a pre-release check, analysis rounds against a real
+// Prometheus, an approval gate, flags, two notification channels, a git tag.
+func TestHistoryStaysWithinItsEstimate(t *testing.T) {
+	const svc = "e2e-history-size"
+	t.Parallel()
+	e, id, log := newReleaseEnv(t, svc)
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{ScrapeInterval: time.Second})
+	hook := &webhook{keys: map[string]bool{}}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	repo := t.TempDir()
+	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-q", "--allow-empty", "-m", "rc"}} {
+		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+
+	s := execRelease(svc, log, gated(50, 6*time.Second), stage(100, 6*time.Second))
+	limit := 0.01
+	s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Prometheus: &spec.Prometheus{Address: prom},
+		Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}, {Name: "latency", Query: "vector(0.002)", Max: &limit}}}
+	s.Prechecks = []spec.Precheck{{Name: "ready", Exec: &spec.ExecPrecheck{Command: "echo ok", Expect: "ok"}}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: spec.FlagProvider{Type: "flagd-file", Path: filepath.Join(t.TempDir(), "flags.json")}}
+	s.Notifications = []spec.Notification{{Type: "webhook", URL: srv.URL}, {Type: "webhook", URL: srv.URL + "/second"}}
+	s.Tag = &spec.Tag{Repo: repo}
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
+	e.waitStatus(svc, "the approval gate", func(st record.Status) bool { return st.Phase == record.PhaseAwaitingApproval })
+	wantExit(t, e.shepherdCLI("approve", svc, "--stage", "1"), cli.ExitOK)
+	res := e.waitResult(svc, 90*time.Second)
+	if res.Phase != record.PhaseSucceeded {
+		t.Fatalf("result: %s", describe(res))
+	}
+
+	d := s.WithDefaults()
+	events := len(e.history(t, id, "").Events)
+	est := d.HistoryEstimate()
+	t.Logf("history: %d events for %d analysis rounds; estimate %d", events, d.AnalysisRounds(), est)
+	if events > est {
+		t.Errorf("the history has %d events, more than the estimate %d: the validator's bound is not safe", events, est)
+	}
+	if events < est*6/10 {
+		t.Errorf("the history has %d events, far below the estimate %d: the estimate is too loose to be useful", events, est)
+	}
 }
