@@ -219,6 +219,7 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	seen := 0
 	var last string
 	var lastPrinted time.Time
+	stuckHinted := false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -237,6 +238,15 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 			if seen < len(st.Decisions) {
 				renderDecisions(g.stdout, st.Decisions[seen:])
 				seen = len(st.Decisions)
+			}
+			if st.Phase == record.PhaseRollbackStuck && !stuckHinted {
+				stuckHinted = true
+				fmt.Fprintf(g.stdout, "\nThe rollback is stuck and waits for you (docs/runbooks.md#rollback-stuck):\n"+
+					"  after fixing the cause:           shepherd retry %s --env %s\n"+
+					"  after finishing it by hand:       shepherd acknowledge %s --env %s --reason \"what you did\"\n\n",
+					svc, env, svc, env)
+			} else if st.Phase != record.PhaseRollbackStuck {
+				stuckHinted = false
 			}
 			// A progress line when something other than the countdown changed, or every 30 s.
 			key := progressLine(st, time.Time{})
