@@ -90,7 +90,7 @@ func unavailable(checks []spec.Check, stage int, now time.Time, why string) []re
 	out := make([]record.Measurement, len(checks))
 	for i, c := range checks {
 		out[i] = record.Measurement{Check: c.Name, Stage: stage, Time: now, Max: c.Max, Min: c.Min,
-			Error: "measuring failed: " + why}
+			Error: "measuring failed: " + why, Verdict: record.Inconclusive, Reason: "no usable value: measuring failed: " + why}
 	}
 	return out
 }

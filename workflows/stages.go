@@ -238,7 +238,9 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 		res.Measurements = unavailable(a.Checks, r.status.Stage.Number, workflow.Now(ctx), describeError(err))
 	}
 	for i := range res.Measurements {
-		res.Measurements[i].Verdict, res.Measurements[i].Reason = record.Assess(res.Measurements[i])
+		if m := &res.Measurements[i]; m.Verdict == "" { // judged by the workflow before verdicts were recorded
+			m.Verdict, m.Reason = record.Assess(*m)
+		}
 	}
 	r.status.Latest = res.Measurements
 	overall, reason := r.checks.observe(res.Measurements)
