@@ -101,7 +101,7 @@ type release struct {
 	pauseCause string
 	approval   *ControlRequest
 	saga       saga
-	checks     *analysisState
+	checks     *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
 	signoffRole string
 	// notifications counts notifications still being delivered.
@@ -150,7 +150,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)
 	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
-	r.checks = newAnalysisState(s.Analysis)
+	r.checks = record.NewStreaks(s.Analysis.FailureLimit, s.Analysis.InconclusiveLimit)
 	return r
 }
 

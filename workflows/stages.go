@@ -111,7 +111,7 @@ func (r *release) soak(ctx workflow.Context, st spec.Stage) error {
 	remaining := st.Soak.D()
 	interval := r.spec.Analysis.Interval.D()
 	lastPassed := r.spec.Analysis.Disabled
-	r.checks.reset()
+	r.checks.Reset()
 	stage.SoakStartedAt = workflow.Now(ctx)
 	// A pause accepted at any instant, even during the last measurement, holds the stage: it never
 	// passes while paused.
@@ -195,7 +195,7 @@ func (r *release) holdWhilePaused(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return !r.paused }); err != nil {
 		return err
 	}
-	r.checks.reset()
+	r.checks.Reset()
 	r.setPhase(ctx, record.PhaseProgressing, "resumed stage %d with %s of soak left", r.status.Stage.Number, r.status.Stage.SoakRemaining)
 	return nil
 }
@@ -243,7 +243,7 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 		}
 	}
 	r.status.Latest = res.Measurements
-	overall, reason := r.checks.observe(res.Measurements)
+	overall, reason := r.checks.Observe(res.Measurements)
 	r.recordAnalysis(ctx, overall, reason, res.Measurements)
 	r.publishDetails(ctx)
 	return overall, reason, nil
