@@ -40,7 +40,8 @@ import (
 //
 // The control shows the test has teeth. Releases started before changeSafeBoundaries take the legacy
 // path, which resolves the start input afresh on every replay. Removing the events of that change (the
-// version marker, the TemporalChangeVersion search attribute it sets, and the SideEffect marker) sends the
+// version marker, the TemporalChangeVersion search attribute it sets, and its two SideEffect markers: the
+// resolved spec and the post-mortem decision) sends the
 // replay down that path. The unaltered history without those events still replays, so removing them
 // changes nothing else; the altered history without them fails with a nondeterminism error. The only
 // difference between the two replays of the altered history is the recorded resolved spec, which is what
@@ -176,7 +177,9 @@ func withoutSafeBoundaries(t *testing.T, raw []byte) []byte {
 		}
 		kept = append(kept, e)
 	}
-	if want := []string{"Version marker", "TemporalChangeVersion", "SideEffect marker"}; !reflect.DeepEqual(dropped, want) {
+	// The change adds the version marker, the search attribute it sets, the resolved spec at the start
+	// and the post-mortem decision at the end.
+	if want := []string{"Version marker", "TemporalChangeVersion", "SideEffect marker", "SideEffect marker"}; !reflect.DeepEqual(dropped, want) {
 		t.Fatalf("removed %q, want %q", dropped, want)
 	}
 	renumber := map[string]string{}
