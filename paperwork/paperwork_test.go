@@ -345,8 +345,8 @@ func TestRunbookRendersExecRollback(t *testing.T) {
 	s := string(rb)
 	for _, want := range []string{
 		// traffic to 0 first, with the compensation's stage, the template rendered and its quotes escaped
-		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=1 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=rollback-traffic SHEPHERD_STEP_SEQ=0 sh -c './set-weight.sh '\''payments'\'' v3.1.0 0'`,
-		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=0 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=remove-canary SHEPHERD_STEP_SEQ=0 sh -c 'kubectl -n production delete deploy/payments-v3.1.0 --ignore-not-found'`,
+		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=1 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=manual-rollback SHEPHERD_STEP_SEQ="$(date +%s)" sh -c './set-weight.sh '\''payments'\'' v3.1.0 0'`,
+		`SHEPHERD_PERCENT=0 SHEPHERD_STAGE=0 SHEPHERD_RELEASE_ID=release:payments:production/RUN_ID SHEPHERD_STEP=manual-rollback SHEPHERD_STEP_SEQ="$(date +%s)" sh -c 'kubectl -n production delete deploy/payments-v3.1.0 --ignore-not-found'`,
 		"SHEPHERD_SERVICE=payments SHEPHERD_ENVIRONMENT=production SHEPHERD_VERSION=v3.1.0",
 		"cd /srv/deploy",
 		"export CLUSTER=eu-1\nexport KUBECONFIG=/etc/shepherd/kubeconfig\nexport MESH=istio",

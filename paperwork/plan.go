@@ -490,8 +490,9 @@ func (p *planner) stepTimeout() time.Duration {
 func rollbackRetryText(stepTimeout time.Duration) string {
 	rp := workflows.RollbackRetry
 	return fmt.Sprintf("Each step is retried with backoff from %s up to %s between attempts, without an attempt "+
-		"limit; after %s of failures (or at once on an error a retry cannot fix) the release waits in "+
-		"RollbackStuck for a person to retry or acknowledge, with an alert and a `rollbackStuck` notification.",
+		"limit, and nothing after a failing step runs; after %s of failures (or at once on an error a retry cannot "+
+		"fix) the release waits in RollbackStuck for a person to retry or acknowledge, with an alert and a "+
+		"`rollbackStuck` notification.",
 		dur(rp.InitialInterval), dur(rp.MaximumInterval), dur(max(workflows.RollbackStuckAfter, 2*stepTimeout)))
 }
 
@@ -693,15 +694,15 @@ func (p *planner) communication() {
 				ids[i] = fmt.Sprintf("#%d", c)
 			}
 			to = strings.Join(ids, ", ")
-		} else if k == notify.KindRollbackFailed || (k == notify.KindApprovalNeeded && gated) {
+		} else if k == notify.KindRollbackStuck || (k == notify.KindApprovalNeeded && gated) {
 			to = "**none**"
 		}
 		rows = append(rows, []string{code(string(k)), eventWhen[k], to})
 	}
 	m.table([]string{"Event", "Sent when", "Channels"}, rows)
 	if len(d.Notifications) > 0 {
-		if len(channelsFor(d, p.w, notify.KindRollbackFailed)) == 0 {
-			m.warn("No channel receives `rollbackFailed`, the one event that needs a person at once.")
+		if len(channelsFor(d, p.w, notify.KindRollbackStuck)) == 0 {
+			m.warn("No channel receives `rollbackStuck`, the one event that needs a person at once.")
 		}
 		if gated && len(channelsFor(d, p.w, notify.KindApprovalNeeded)) == 0 {
 			m.warn("This release waits for people, but no channel receives `approvalNeeded`: tell the approvers yourself.")

@@ -215,7 +215,7 @@ func rollbackRisk(d spec.Release, w Worker) Risk {
 	}
 	why += " If they fail, the canary may keep its traffic with no automation left to remove it."
 	if len(channelsFor(d, w, notify.KindRollbackStuck)) == 0 {
-		why += " No notification channel receives `rollbackStuck`: only the alert tells anyone."
+		why += " No notification channel receives `rollbackStuck`: only the ShepherdRollbackStuck alert tells anyone."
 	}
 	r.Why = why
 	r.Mitigation = rollbackRetryText(workflows.StepTimeout(t.StepTimeout)) + " Traffic goes to stable first, on a " +
@@ -332,10 +332,10 @@ func workerRisk(d spec.Release) Risk {
 		r.Why = fmt.Sprintf("The release runs at least %s.", dur(total))
 	}
 	r.Why += " While no worker runs, analysis and automatic rollback stop and the canary keeps its traffic."
-	r.Mitigation = "State and timers are durable in Temporal: another worker continues at the same point. Every " +
-		"target step carries a fencing token (release ID and step sequence), so a retry repeats the same write and " +
-		"a late one is refused. Run at least two workers with the same configuration; alerts ShepherdWorkerDown and " +
-		"ShepherdNoWorkers."
+	r.Mitigation = "State and timers are durable in Temporal: another worker continues at the same point. Steps " +
+		"carry a fencing token (release ID + a sequence number that only grows) and targets are idempotent per step, so " +
+		"a retry on another worker repeats nothing and a late write is refused. Run at least two workers with the same configuration; alerts " +
+		"ShepherdWorkerDown and ShepherdNoWorkers."
 	return r
 }
 
@@ -356,7 +356,8 @@ func flagRisk(d spec.Release, w Worker) Risk {
 	r.Why += fmt.Sprintf(" A failed update of %s rolls the release back; a failed turn-off during a rollback may "+
 		"leave them on.", plural(len(f.Names), "flag", "flags"))
 	r.Mitigation = "Flags are created off at deploy; writes are absolute, so retries are safe. On rollback, " +
-		"traffic goes to stable before flags are turned off, and a failed flag step does not stop the canary's removal."
+		"traffic goes to stable before flags are turned off; a flag step that keeps failing holds the rollback in " +
+		"RollbackStuck (canary at 0% traffic) until a person sends retry or acknowledge."
 	return r
 }
 

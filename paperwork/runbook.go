@@ -241,7 +241,7 @@ func (b *runbook) rollback() {
 func (b *runbook) manualRollback(t providers.Description) []string {
 	d := b.d
 	traffic, remove := templateData(d, 1, 0), templateData(d, 0, 0)
-	traffic.Step, remove.Step = "rollback-traffic", "remove-canary"
+	traffic.Step, remove.Step = providers.ManualStep, providers.ManualStep
 	lines := []string{"# 1. traffic to stable first: 0% to the canary"}
 	lines = append(lines, t.Manual("traffic", traffic, nil)...)
 	step := 2

@@ -79,6 +79,11 @@ type SecretChecker interface {
 	CheckSecrets() error
 }
 
+// ManualStep is the TemplateData.Step of steps a person runs by hand (Description.Manual). A target that
+// fences by sequence number must accept them: providers render their sequence number as the current time
+// in seconds, newer than any step Shepherd ran, so Shepherd's late writes are refused and these are not.
+const ManualStep = "manual-rollback"
+
 // Describer is implemented by every provider: what it is, in the words a plan or a runbook needs.
 type Describer interface {
 	Describe() Description

@@ -69,31 +69,94 @@ func (r *Release) UnmarshalJSON(b []byte) error {
 
 // liftLegacy takes out of a spec the sections written in the shape of specs before named providers,
 // where the spec carried provider settings itself (an inline target with its commands, Prometheus
-// addresses and credential names, webhook URLs), and returns a problem for each that says what to write
-// instead. Such a spec is invalid; Release.AcceptLegacy exists only so that releases started by older
-// code replay as they ran.
+// addresses and credential names, webhook URLs, flag provider and precheck settings, a repository path),
+// and returns a problem for each that says what to write instead. Each section is replaced by its new
+// shape with an empty name, so the spec keeps its structure (as many channels, prechecks, ...): such a spec
+// is invalid, and Release.AcceptLegacy exists only so that releases started by older code replay as they
+// ran.
 func liftLegacy(b []byte) ([]byte, []FieldError) {
 	var m map[string]json.RawMessage
 	if json.Unmarshal(b, &m) != nil {
 		return b, nil
 	}
 	var problems []FieldError
+	lift := func(path, msg string) { problems = append(problems, FieldError{Path: path, Message: msg}) }
 	isObject := func(raw json.RawMessage) bool { return bytes.HasPrefix(bytes.TrimSpace(raw), []byte("{")) }
-	if t, ok := m["target"]; ok && isObject(t) {
-		problems = append(problems, FieldError{Path: "target", Message: "a spec no longer describes its target " +
-			"(type, commands, controller): name one of the worker configuration's targets, e.g. target: checkout-prod"})
-		delete(m, "target")
+	object := func(raw json.RawMessage) map[string]json.RawMessage {
+		var o map[string]json.RawMessage
+		if !isObject(raw) || json.Unmarshal(raw, &o) != nil {
+			return nil
+		}
+		return o
 	}
-	if a, ok := m["analysis"]; ok && isObject(a) {
-		var am map[string]json.RawMessage
-		if json.Unmarshal(a, &am) == nil {
-			if _, ok := am["prometheus"]; ok {
-				problems = append(problems, FieldError{Path: "analysis.prometheus", Message: "a spec no longer " +
-					"gives metrics addresses or credentials: name one of the worker configuration's metrics " +
-					"sources with analysis.source"})
-				delete(am, "prometheus")
-				m["analysis"], _ = json.Marshal(am)
+	empty := json.RawMessage(`""`)
+	if t, ok := m["target"]; ok && isObject(t) {
+		lift("target", "a spec no longer describes its target (type, commands, controller): name one of the "+
+			"worker configuration's targets, e.g. target: checkout-prod")
+		m["target"] = empty
+	}
+	if a := object(m["analysis"]); a != nil {
+		if _, ok := a["prometheus"]; ok {
+			lift("analysis.prometheus", "a spec no longer gives metrics addresses or credentials: name one of "+
+				"the worker configuration's metrics sources with analysis.source")
+			delete(a, "prometheus")
+			m["analysis"], _ = json.Marshal(a)
+		}
+	}
+	var notes []json.RawMessage
+	if json.Unmarshal(m["notifications"], &notes) == nil {
+		changed := false
+		for i, n := range notes {
+			if isObject(n) {
+				lift(fmt.Sprintf("notifications[%d]", i), "a spec no longer gives webhook URLs: name a channel of the "+
+					"worker configuration's notifications")
+				notes[i], changed = empty, true
 			}
+		}
+		if changed {
+			m["notifications"], _ = json.Marshal(notes)
+		}
+	}
+	if f := object(m["flags"]); f != nil && isObject(f["provider"]) {
+		lift("flags.provider", "a spec no longer configures its flag provider: name one of the worker "+
+			"configuration's flags")
+		f["provider"] = empty
+		m["flags"], _ = json.Marshal(f)
+	}
+	var checks []json.RawMessage
+	if json.Unmarshal(m["prechecks"], &checks) == nil {
+		changed := false
+		for i, c := range checks {
+			o := object(c)
+			if o == nil {
+				continue
+			}
+			for _, k := range []string{"http", "exec", "prometheus"} {
+				if _, ok := o[k]; !ok {
+					continue
+				}
+				lift(fmt.Sprintf("prechecks[%d]", i), "a spec no longer describes what a check runs ("+k+"): name "+
+					"a check of the worker configuration's prechecks with check, or give a metric")
+				delete(o, k)
+				o["check"], changed = empty, true
+			}
+			checks[i], _ = json.Marshal(o)
+		}
+		if changed {
+			m["prechecks"], _ = json.Marshal(checks)
+		}
+	}
+	if t := object(m["tag"]); t != nil {
+		var repo string
+		_ = json.Unmarshal(t["repo"], &repo)
+		_, push := t["push"]
+		_, remote := t["remote"]
+		_, ref := t["ref"]
+		_, timeout := t["timeout"]
+		if push || remote || ref || timeout || strings.Contains(repo, "/") {
+			lift("tag", "a spec no longer configures its repository (path, push, remote, ref): name one of the "+
+				"worker configuration's repositories with tag.repo")
+			m["tag"], _ = json.Marshal(map[string]json.RawMessage{"repo": empty, "name": t["name"]})
 		}
 	}
 	if problems == nil {
@@ -109,7 +172,6 @@ func liftLegacy(b []byte) ([]byte, []FieldError) {
 // AcceptLegacy returns r with the problems of a legacy shape (see liftLegacy) ignored. Only the workflow
 // uses it, for releases started by code older than named providers, so that their histories replay.
 func (r Release) AcceptLegacy() Release {
-	r.legacy = nil
 	r.legacyAccepted = true
 	return r
 }

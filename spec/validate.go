@@ -47,7 +47,9 @@ func (r Release) Validate() error {
 	if r.decodeErr != nil {
 		p.add("spec", "%v", r.decodeErr)
 	}
-	p = append(p, r.legacy...)
+	if !r.legacyAccepted {
+		p = append(p, r.legacy...)
+	}
 	checkName(&p, "service", r.Service)
 	checkName(&p, "environment", r.Environment)
 	if r.Version == "" {
@@ -64,10 +66,30 @@ func (r Release) Validate() error {
 	validateStages(&p, r.Stages)
 	validateAnalysis(&p, r.Analysis, r.PreviousVersion)
 	validateLifecycle(&p, r)
+	validateBounds(&p, r)
+	if r.legacyAccepted {
+		p = r.withoutLegacy(p)
+	}
 	if len(p) == 0 {
 		return nil
 	}
 	return &ValidationError{Problems: p}
+}
+
+// withoutLegacy drops the problems at (or under) the paths of lifted legacy sections, whose names are
+// empty by construction.
+func (r Release) withoutLegacy(p problems) problems {
+	var out problems
+	for _, f := range p {
+		legacy := false
+		for _, l := range r.legacy {
+			legacy = legacy || f.Path == l.Path || strings.HasPrefix(f.Path, l.Path+".")
+		}
+		if !legacy {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 func checkName(p *problems, path, v string) {
@@ -171,6 +193,9 @@ func validateAnalysis(p *problems, a Analysis, previousVersion string) {
 			p.add(path+".query", "required")
 		}
 		checkTemplate(p, path+".query", c.Query)
+		if len(c.Query) > MaxQueryBytes {
+			p.add(path+".query", "is %d bytes; at most %d", len(c.Query), MaxQueryBytes)
+		}
 		if c.Max == nil && c.Min == nil && c.Baseline == nil {
 			p.add(path, "needs a threshold: max, min or baseline")
 		}
@@ -285,9 +310,6 @@ func validateLifecycle(p *problems, r Release) {
 // legacyTarget reports whether the spec came with an inline target (see liftLegacy); its problem is
 // reported (or accepted) as such, not as a missing name.
 func (r Release) legacyTarget() bool {
-	if r.legacyAccepted && r.Target == "" {
-		return true
-	}
 	for _, l := range r.legacy {
 		if l.Path == "target" {
 			return true

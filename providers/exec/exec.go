@@ -133,6 +133,11 @@ func (t *Target) manual(step string, d spec.TemplateData, _ []string) []string {
 	var env []string
 	for _, kv := range d.Env() {
 		k, v, _ := strings.Cut(kv, "=")
+		if k == "SHEPHERD_STEP_SEQ" && d.Step == providers.ManualStep {
+			// Newer than any step Shepherd ran (providers.ManualStep).
+			env = append(env, k+`="$(date +%s)"`)
+			continue
+		}
 		env = append(env, k+"="+shword(v))
 	}
 	cmd, err := t.Render(step, d)
