@@ -45,8 +45,8 @@ func TestAbortDuringATrafficShiftWaitsForIt(t *testing.T) {
 	t.Parallel()
 	e, _, log := newReleaseEnv(t, svc)
 	started := filepath.Join(t.TempDir(), "started")
-	r := execRelease(svc, log, stage(10, time.Second), stage(25, time.Minute), stage(100, time.Second))
-	r.Target.Exec.Traffic = `{{if eq .Percent 25}}` + slowCommand(started, "traffic 25", log) +
+	r := execRelease(svc, stage(10, time.Second), stage(25, time.Minute), stage(100, time.Second))
+	e.target()["traffic"] = `{{if eq .Percent 25}}` + slowCommand(started, "traffic 25", log) +
 		`{{else}}echo "traffic {{.Percent}}" >> ` + shellQuote(log) + `{{end}}`
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
 	e.abortWhenStarted(t, svc, started)
@@ -66,8 +66,8 @@ func TestAbortDuringDeployWaitsForIt(t *testing.T) {
 	t.Parallel()
 	e, _, log := newReleaseEnv(t, svc)
 	started := filepath.Join(t.TempDir(), "started")
-	r := execRelease(svc, log, stage(100, time.Second))
-	r.Target.Exec.Deploy = slowCommand(started, "deploy v2", log)
+	r := execRelease(svc, stage(100, time.Second))
+	e.target()["deploy"] = slowCommand(started, "deploy v2", log)
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
 	e.abortWhenStarted(t, svc, started)
 
@@ -89,10 +89,11 @@ func TestWorkerStopLetsARunningStepFinish(t *testing.T) {
 	id := spec.WorkflowID(svc, envName)
 	log := filepath.Join(t.TempDir(), "release.log")
 	e.terminateOnCleanup(t, id)
-	first := e.startWorker(t.TempDir())
 	started := filepath.Join(t.TempDir(), "started")
-	r := execRelease(svc, log, stage(100, time.Second))
-	r.Target.Exec.Deploy = "touch " + shellQuote(started) + "; sleep 3; echo 'deploy {{.Version}}' >> " + shellQuote(log)
+	e.provide("targets", e2eTarget, execTarget(log))["deploy"] =
+		"touch " + shellQuote(started) + "; sleep 3; echo 'deploy {{.Version}}' >> " + shellQuote(log)
+	first := e.startWorker(t.TempDir())
+	r := execRelease(svc, stage(100, time.Second))
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
 	eventually(t, 30*time.Second, "the deploy to start", func() (bool, string) {
 		_, err := os.Stat(started)
@@ -149,7 +150,7 @@ func lastAttempt(h *historypb.History, activityType string) int32 {
 func TestHistoryStaysWithinItsEstimate(t *testing.T) {
 	const svc = "e2e-history-size"
 	t.Parallel()
-	e, id, log := newReleaseEnv(t, svc)
+	e, id, _ := newReleaseEnv(t, svc)
 	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{ScrapeInterval: time.Second})
 	hook := &webhook{keys: map[string]bool{}}
 	srv := httptest.NewServer(hook)
@@ -161,14 +162,20 @@ func TestHistoryStaysWithinItsEstimate(t *testing.T) {
 		}
 	}
 
-	s := execRelease(svc, log, gated(50, 6*time.Second), stage(100, 6*time.Second))
+	s := execRelease(svc, gated(50, 6*time.Second), stage(100, 6*time.Second))
 	limit := 0.01
-	s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Prometheus: &spec.Prometheus{Address: prom},
+	e.provide("metrics", "prom", map[string]any{"type": "prometheus", "address": prom})
+	e.provide("prechecks", "ready", map[string]any{"type": "exec", "command": "echo ok", "expect": "ok"})
+	e.provide("flags", "flagd", map[string]any{"type": "flagd-file", "path": filepath.Join(t.TempDir(), "flags.json")})
+	e.provide("notifications", "first", map[string]any{"type": "webhook", "url": srv.URL})
+	e.provide("notifications", "second", map[string]any{"type": "webhook", "url": srv.URL + "/second"})
+	e.provide("repositories", "repo", map[string]any{"type": "git", "repo": repo})
+	s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Source: "prom",
 		Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}, {Name: "latency", Query: "vector(0.002)", Max: &limit}}}
-	s.Prechecks = []spec.Precheck{{Name: "ready", Exec: &spec.ExecPrecheck{Command: "echo ok", Expect: "ok"}}}
-	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: spec.FlagProvider{Type: "flagd-file", Path: filepath.Join(t.TempDir(), "flags.json")}}
-	s.Notifications = []spec.Notification{{Type: "webhook", URL: srv.URL}, {Type: "webhook", URL: srv.URL + "/second"}}
-	s.Tag = &spec.Tag{Repo: repo}
+	s.Prechecks = []spec.Precheck{{Name: "ready", Check: "ready"}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: "flagd"}
+	s.Notifications = []string{"first", "second"}
+	s.Tag = &spec.Tag{Repo: "repo"}
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
 	e.waitStatus(svc, "the approval gate", func(st record.Status) bool { return st.Phase == record.PhaseAwaitingApproval })
 	wantExit(t, e.shepherdCLI("approve", svc, "--stage", "1"), cli.ExitOK)

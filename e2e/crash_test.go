@@ -24,10 +24,11 @@ func TestWorkerKilledMidSoak(t *testing.T) {
 	id := spec.WorkflowID(svc, envName)
 	log := filepath.Join(t.TempDir(), "release.log")
 	state := t.TempDir()
+	e.provide("targets", e2eTarget, execTarget(log))
 	first := e.startWorker(state)
 	e.terminateOnCleanup(t, id)
 
-	f := writeJSON(t, "release.json", execRelease(svc, log,
+	f := writeJSON(t, "release.json", execRelease(svc,
 		stage(25, 3*time.Second), stage(50, 3*time.Second), stage(75, 3*time.Second), stage(100, 3*time.Second)))
 	wantExit(t, e.shepherdCLI("start", "-f", f), cli.ExitOK)
 	e.waitStatus(svc, "soaking stage 2 at 50%", atStage(record.PhaseProgressing, 2, 50))
@@ -61,13 +62,13 @@ func TestWorkerKilledMidActivity(t *testing.T) {
 	log := filepath.Join(dir, "release.log")
 	attempts := filepath.Join(dir, "attempts.log")
 	state := t.TempDir()
+	// Every traffic command first notes its attempt; the one for 50% then takes 3 s before it writes.
+	e.provide("targets", e2eTarget, execTarget(log))["traffic"] = `echo "attempt {{.Percent}}" >> ` + shellQuote(attempts) + `; ` +
+		`{{if eq .Percent 50}}sleep 3; {{end}}echo "traffic {{.Percent}}" >> ` + shellQuote(log)
 	first := e.startWorker(state)
 	e.terminateOnCleanup(t, id)
 
-	r := execRelease(svc, log, stage(25, time.Second), stage(50, time.Second), stage(100, time.Second))
-	// Every traffic command first notes its attempt; the one for 50% then takes 3 s before it writes.
-	r.Target.Exec.Traffic = `echo "attempt {{.Percent}}" >> ` + shellQuote(attempts) + `; ` +
-		`{{if eq .Percent 50}}sleep 3; {{end}}echo "traffic {{.Percent}}" >> ` + shellQuote(log)
+	r := execRelease(svc, stage(25, time.Second), stage(50, time.Second), stage(100, time.Second))
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
 
 	eventually(t, phaseTimeout, "the 50% traffic command to start", func() (bool, string) {

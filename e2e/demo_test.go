@@ -14,7 +14,6 @@ import (
 	"github.com/shepherd-release/shepherd/internal/cli"
 	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/internal/testenv"
-	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/record"
 )
 
@@ -107,7 +106,7 @@ func TestDemoReleases(t *testing.T) {
 	}
 
 	// The fleet agrees: v2 is stable, no canary, and v3's process is gone.
-	st, err := (&local.Target{}).State(ctx, s.Target(), cli.DemoService)
+	st, err := s.FleetTarget().State(ctx, cli.DemoService)
 	if err != nil {
 		t.Fatalf("fleet state: %v", err)
 	}

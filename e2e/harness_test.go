@@ -72,13 +72,18 @@ func (e *tenv) startWorker(stateDir string) *workerProc {
 	}
 	defer f.Close()
 	w := &workerProc{log: f.Name(), done: make(chan struct{})}
+	*e.lazy = ""
+	cfgFile := filepath.Join(t.TempDir(), "shepherd.json")
+	if err := os.WriteFile(cfgFile, e.cfg.json(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// Reports go beside the ledger rather than into the home directory; the metrics endpoint gets a free
 	// port rather than its fixed default, which parallel workers would fight over.
 	port, err := devstack.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(e.shepherd, "worker", "--log-format", "console", "--state-dir", stateDir,
+	w.cmd = exec.Command(e.shepherd, "worker", "--config", cfgFile, "--log-format", "console", "--state-dir", stateDir,
 		"--report-dir", filepath.Join(stateDir, "reports"), "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
 	w.cmd.Env = e.childEnv()
 	w.cmd.Stdout, w.cmd.Stderr = f, f
@@ -117,17 +122,50 @@ func (e *tenv) startWorker(stateDir string) *workerProc {
 	}
 }
 
-// newReleaseEnv is how most tests begin: a namespace of their own with a worker polling it, the
-// release's workflow ID (terminated at cleanup if still running) and the path of its side-effect log.
+// newReleaseEnv is how most tests begin: a namespace of their own with a worker polling it (started
+// before the test's first command, so the test can still adjust the worker configuration: e.target()),
+// whose target "e2e" appends every step to a side-effect log; the release's workflow ID (terminated at
+// cleanup if still running) and the path of that log.
 func newReleaseEnv(t *testing.T, service string) (e *tenv, workflowID, logPath string) {
 	t.Helper()
 	e = newEnv(t, service)
 	workflowID = spec.WorkflowID(service, envName)
 	logPath = filepath.Join(t.TempDir(), "release.log")
-	e.startWorker(t.TempDir())
+	e.provide("targets", e2eTarget, execTarget(logPath))
+	*e.lazy = t.TempDir()
 	e.terminateOnCleanup(t, workflowID)
 	return e, workflowID, logPath
 }
+
+// ensureWorker starts the worker newReleaseEnv left for later, if it has not started yet.
+func (e *tenv) ensureWorker() {
+	if dir := *e.lazy; dir != "" {
+		e.startWorker(dir)
+	}
+}
+
+// workerConfig is a worker configuration (docs/operations.md): section → name → settings with "type".
+type workerConfig map[string]map[string]map[string]any
+
+func (c workerConfig) json(t *testing.T) []byte {
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// provide declares a provider of the test's workers (before they start) and returns its settings.
+func (e *tenv) provide(section, name string, settings map[string]any) map[string]any {
+	if e.cfg[section] == nil {
+		e.cfg[section] = map[string]map[string]any{}
+	}
+	e.cfg[section][name] = settings
+	return settings
+}
+
+// target is the settings of the test's exec target "e2e", to adjust its commands before the worker starts.
+func (e *tenv) target() map[string]any { return e.cfg["targets"][e2eTarget] }
 
 // pid is the worker's process ID; the SDK's worker identity is "<pid>@<host>@".
 func (w *workerProc) pid() int { return w.cmd.Process.Pid }
@@ -198,6 +236,7 @@ func (r cliResult) String() string {
 func (e *tenv) run(bin string, args ...string) cliResult {
 	t := e.t
 	t.Helper()
+	e.ensureWorker()
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -244,24 +283,33 @@ func wantExit(t *testing.T, r cliResult, code int) {
 // ---------------------------------------------------------------------------------------------------
 // Specs and the side-effect log
 
-// execRelease is a release of service on the exec target whose every command appends one line to
-// logPath, with analysis off (there is nothing to measure).
-func execRelease(service, logPath string, stages ...spec.Stage) spec.Release {
+// e2eTarget is the name of the test's exec target in its worker configuration.
+const e2eTarget = "e2e"
+
+// execTarget is an exec target whose every command appends one line to logPath.
+func execTarget(logPath string) map[string]any {
 	q := shellQuote(logPath)
+	return map[string]any{
+		"type":     "exec",
+		"deploy":   `echo "deploy {{.Version}}" >> ` + q,
+		"health":   `echo "health {{.Version}}" >> ` + q,
+		"traffic":  `echo "traffic {{.Percent}}" >> ` + q,
+		"promote":  `echo "promote {{.Version}}" >> ` + q,
+		"rollback": `echo "rollback {{.Version}}" >> ` + q,
+		"timeout":  "30s",
+	}
+}
+
+// execRelease is a release of service on the worker's target "e2e" (execTarget: every command appends
+// one line to the side-effect log), with analysis off (there is nothing to measure).
+func execRelease(service string, stages ...spec.Stage) spec.Release {
 	return spec.Release{
 		Service:         service,
 		Version:         "v2",
 		PreviousVersion: "v1",
-		Target: spec.Target{Type: spec.TargetExec, Exec: &spec.ExecTarget{
-			Deploy:   `echo "deploy {{.Version}}" >> ` + q,
-			Health:   `echo "health {{.Version}}" >> ` + q,
-			Traffic:  `echo "traffic {{.Percent}}" >> ` + q,
-			Promote:  `echo "promote {{.Version}}" >> ` + q,
-			Rollback: `echo "rollback {{.Version}}" >> ` + q,
-			Timeout:  spec.Duration(30 * time.Second),
-		}},
-		Stages:   stages,
-		Analysis: spec.Analysis{Disabled: true},
+		Target:          e2eTarget,
+		Stages:          stages,
+		Analysis:        spec.Analysis{Disabled: true},
 	}
 }
 

@@ -106,9 +106,17 @@ func errorRatioCheck(max float64) spec.Check {
 	return spec.Check{Name: "error-ratio", Query: `shepherd_e2e_error_ratio{service="{{.Service}}",version="{{.Version}}"}`, Max: &max}
 }
 
-// analysis measures the checks on Prometheus every analysisInterval.
-func analysis(promURL string, checks ...spec.Check) spec.Analysis {
-	return spec.Analysis{Interval: spec.Duration(analysisInterval), Prometheus: &spec.Prometheus{Address: promURL}, Checks: checks}
+// analysis measures the checks every analysisInterval on the Prometheus at promURL, which it declares as
+// the metrics source "prom" of the test's workers.
+func (e *tenv) analysis(promURL string, checks ...spec.Check) spec.Analysis {
+	e.provide("metrics", "prom", map[string]any{"type": "prometheus", "address": promURL})
+	return spec.Analysis{Interval: spec.Duration(analysisInterval), Source: "prom", Checks: checks}
+}
+
+// webhookChannel declares the notification channel "hooks" posting to url and returns its name.
+func (e *tenv) webhookChannel(url string) string {
+	e.provide("notifications", "hooks", map[string]any{"type": "webhook", "url": url})
+	return "hooks"
 }
 
 // rounds counts the analysis rounds in the decision log whose every measurement had the verdict; a
@@ -146,14 +154,16 @@ func TestAnalysisPassesWithSignoffFlagsNotifications(t *testing.T) {
 	defer hooks.Close()
 
 	flagFile := filepath.Join(t.TempDir(), "flags.json")
-	s := execRelease(svc, log, stage(50, 3*time.Second), stage(100, 3*time.Second))
-	s.Analysis = analysis(prom, errorRatioCheck(0.05))
+	s := execRelease(svc, stage(50, 3*time.Second), stage(100, 3*time.Second))
+	s.Analysis = e.analysis(prom, errorRatioCheck(0.05))
+	e.provide("prechecks", "build-green", map[string]any{"type": "exec", "command": "echo green", "expect": "green"})
+	e.provide("flags", "flagd", map[string]any{"type": "flagd-file", "path": flagFile})
 	s.Prechecks = []spec.Precheck{
-		{Name: "build-green", Exec: &spec.ExecPrecheck{Command: "echo green", Expect: "green"}},
+		{Name: "build-green", Check: "build-green"},
 		{Name: "qa", Signoff: &spec.Signoff{Role: "qa"}},
 	}
-	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: spec.FlagProvider{Type: "flagd-file", Path: flagFile}}
-	s.Notifications = []spec.Notification{{Type: "webhook", URL: hooks.URL}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: "flagd"}
+	s.Notifications = []string{e.webhookChannel(hooks.URL)}
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
 
 	e.waitStatus(svc, "the sign-off gate", func(st record.Status) bool { return st.Phase == record.PhaseAwaitingApproval })
@@ -204,8 +214,8 @@ func TestAnalysisInconclusivePausesThenResumes(t *testing.T) {
 	e, id, log := newReleaseEnv(t, svc)
 	metrics, prom := startMetrics(t)
 
-	s := execRelease(svc, log, stage(50, 3*time.Second), stage(100, 2*time.Second))
-	s.Analysis = analysis(prom, errorRatioCheck(0.05))
+	s := execRelease(svc, stage(50, 3*time.Second), stage(100, 2*time.Second))
+	s.Analysis = e.analysis(prom, errorRatioCheck(0.05))
 	s.Analysis.InconclusiveLimit = 2
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
 
@@ -258,11 +268,11 @@ func TestAnalysisFailureRollsBackThroughAFailingStep(t *testing.T) {
 	defer hooks.Close()
 
 	counter := filepath.Join(t.TempDir(), "rollback-attempts")
-	s := execRelease(svc, log, stage(25, 5*time.Second), stage(100, 5*time.Second))
-	s.Analysis = analysis(prom, errorRatioCheck(0.05))
-	s.Notifications = []spec.Notification{{Type: "webhook", URL: hooks.URL}}
+	s := execRelease(svc, stage(25, 5*time.Second), stage(100, 5*time.Second))
+	s.Analysis = e.analysis(prom, errorRatioCheck(0.05))
+	s.Notifications = []string{e.webhookChannel(hooks.URL)}
 	// Counts its attempts in a file; the first one fails as an unavailable API would.
-	s.Target.Exec.Rollback = `n=$(( $(cat ` + shellQuote(counter) + ` 2>/dev/null || echo 0) + 1 )); echo $n > ` + shellQuote(counter) + `; ` +
+	e.target()["rollback"] = `n=$(( $(cat ` + shellQuote(counter) + ` 2>/dev/null || echo 0) + 1 )); echo $n > ` + shellQuote(counter) + `; ` +
 		`if [ $n -eq 1 ]; then echo "canary API unavailable" >&2; exit 1; fi; echo "rollback {{.Version}}" >> ` + shellQuote(log)
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
 
@@ -303,7 +313,7 @@ func TestApprovalTimeouts(t *testing.T) {
 	first, second := gated(50, time.Second), gated(100, time.Second)
 	first.ApprovalTimeout, first.OnApprovalTimeout = spec.Duration(time.Second), spec.OnTimeoutProceed
 	second.ApprovalTimeout, second.OnApprovalTimeout = spec.Duration(2*time.Second), spec.OnTimeoutAbort
-	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", execRelease(svc, log, first, second))), cli.ExitOK)
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", execRelease(svc, first, second))), cli.ExitOK)
 
 	res := e.waitResult(svc, releaseTimeout)
 	if res.Phase != record.PhaseRolledBack || res.Reason != "no approval for stage 2 within 2s (onApprovalTimeout: abort)" {
@@ -331,12 +341,13 @@ func TestRollbackStuckThenRetried(t *testing.T) {
 	hooks := httptest.NewServer(hook)
 	defer hooks.Close()
 
+	e.provide("targets", "fleet", map[string]any{"type": "local", "controller": ctlSrv.URL})
 	s := spec.Release{
 		Service: svc, Version: "v2", PreviousVersion: "v1",
-		Target:        spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: ctlSrv.URL}},
+		Target:        "fleet",
 		Stages:        []spec.Stage{stage(50, 5*time.Minute), stage(100, time.Second)},
 		Analysis:      spec.Analysis{Disabled: true},
-		Notifications: []spec.Notification{{Type: "webhook", URL: hooks.URL}},
+		Notifications: []string{e.webhookChannel(hooks.URL)},
 	}
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
 	e.waitStatus(svc, "soaking stage 1 at 50%", atStage(record.PhaseProgressing, 1, 50))

@@ -81,7 +81,6 @@ func TestLifecycleTogether(t *testing.T) {
 	e := newEnv(t, svc)
 	id := spec.WorkflowID(svc, envName)
 	stateDir := t.TempDir()
-	e.startWorker(stateDir)
 	e.terminateOnCleanup(t, id)
 
 	hook := &webhook{keys: map[string]bool{}}
@@ -109,12 +108,22 @@ func TestLifecycleTogether(t *testing.T) {
 
 	flagFile := filepath.Join(t.TempDir(), "flags.json")
 	log := filepath.Join(t.TempDir(), "release.log")
-	s := execRelease(svc, log, stage(20, time.Second), stage(100, time.Second))
-	s.Prechecks = []spec.Precheck{{Name: "artifact-published",
-		HTTP: &spec.HTTPPrecheck{URL: artifacts.URL + "/{{.Version}}", JSONField: "state", Expect: "published"}}}
-	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: spec.FlagProvider{Type: "flagd-file", Path: flagFile}}
-	s.Notifications = []spec.Notification{{Type: "webhook", URL: srv.URL}}
-	s.Tag = &spec.Tag{Repo: repo}
+	log2 := filepath.Join(t.TempDir(), "release2.log")
+	// The worker's providers: the second release's target fails its 100 % shift.
+	e.provide("targets", e2eTarget, execTarget(log))
+	e.provide("targets", "e2e-refusing-lb", execTarget(log2))["traffic"] =
+		`if [ {{.Percent}} = 100 ]; then echo "LB refused" >&2; exit 1; fi; echo "traffic {{.Percent}}" >> ` + shellQuote(log2)
+	e.provide("prechecks", "artifact", map[string]any{"type": "http", "url": artifacts.URL + "/{{.Version}}", "jsonField": "state", "expect": "published"})
+	e.provide("flags", "flagd", map[string]any{"type": "flagd-file", "path": flagFile})
+	e.provide("notifications", "hooks", map[string]any{"type": "webhook", "url": srv.URL})
+	e.provide("repositories", "repo", map[string]any{"type": "git", "repo": repo})
+	e.startWorker(stateDir)
+
+	s := execRelease(svc, stage(20, time.Second), stage(100, time.Second))
+	s.Prechecks = []spec.Precheck{{Name: "artifact-published", Check: "artifact"}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: "flagd"}
+	s.Notifications = []string{"hooks"}
+	s.Tag = &spec.Tag{Repo: "repo"}
 
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "good.json", s), "--wait"), cli.ExitOK)
 	res := e.waitResult(svc, 10*time.Second)
@@ -142,12 +151,10 @@ func TestLifecycleTogether(t *testing.T) {
 	}
 
 	// The second release fails its 100 % shift: traffic back, flags off, canary removed, in that order.
-	log2 := filepath.Join(t.TempDir(), "release2.log")
 	bad := s
 	bad.Version, bad.PreviousVersion = "v3", "v2"
 	bad.Tag = nil
-	bad.Target = execRelease(svc, log2).Target
-	bad.Target.Exec.Traffic = `if [ {{.Percent}} = 100 ]; then echo "LB refused" >&2; exit 1; fi; echo "traffic {{.Percent}}" >> ` + shellQuote(log2)
+	bad.Target = "e2e-refusing-lb"
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "bad.json", bad), "--wait"), cli.ExitRolledBack)
 	res = e.waitResult(svc, 10*time.Second)
 	if res.Phase != record.PhaseRolledBack || !strings.Contains(res.Reason, "LB refused") {

@@ -106,6 +106,11 @@ type tenv struct {
 	t      *testing.T
 	ns     string
 	client client.Client
+	// cfg is the worker configuration the test's workers start with (shared by with's copies).
+	cfg workerConfig
+	// lazy, when it holds a state directory, is a worker to start before the test's first command, so
+	// a test can finish configuring providers after newReleaseEnv.
+	lazy *string
 }
 
 // newEnv gives the test the namespace ns, created on first use with every release search attribute
@@ -135,7 +140,7 @@ func newEnv(t *testing.T, ns string) *tenv {
 		case <-time.After(pollEvery):
 		}
 	}
-	return &tenv{stack: s, t: t, ns: ns, client: c}
+	return &tenv{stack: s, t: t, ns: ns, client: c, cfg: workerConfig{}, lazy: new(string)}
 }
 
 // with is e for a subtest: the same namespace, with failures reported on t.

