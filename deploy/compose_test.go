@@ -15,7 +15,9 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/internal/observe"
+	"github.com/shepherd-release/shepherd/worker"
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
@@ -263,6 +265,40 @@ func TestComposeWiring(t *testing.T) {
 	}
 	if dep, ok := w.DependsOn["search-attributes"]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
 		t.Error("shepherd-worker must wait for search-attributes to complete: an unknown attribute stalls releases")
+	}
+
+	// The worker's configuration is mounted where SHEPHERD_CONFIG says, valid, and its providers name
+	// compose services.
+	cfgPath := ""
+	if v := w.Environment["SHEPHERD_CONFIG"]; v != nil {
+		cfgPath = *v
+	}
+	var source string
+	for _, v := range w.Volumes {
+		if v.Target == cfgPath {
+			source = v.Source
+		}
+	}
+	if cfgPath == "" || source == "" {
+		t.Fatalf("shepherd-worker: SHEPHERD_CONFIG %q is not a mounted file (volumes %v)", cfgPath, w.Volumes)
+	}
+	cfg, err := config.Load(source)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := worker.Build(cfg, worker.BuildOptions{CheckSecrets: true})
+	if err != nil {
+		t.Fatalf("the compose worker configuration: %v", err)
+	}
+	for section, descs := range built.Descriptions {
+		for name, d := range descs {
+			for _, word := range strings.Fields(d.Summary) {
+				u, err := url.Parse(strings.Trim(word, "`,()"))
+				if err == nil && u.Host != "" && hosts[u.Hostname()] == "" {
+					t.Errorf("%s.%s points at %s, which is no compose service", section, name, u.Host)
+				}
+			}
+		}
 	}
 }
 
