@@ -184,3 +184,31 @@ func TestUnknownKeysAreCaughtOutsideParseToo(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"}}`), &r))
 	assert.NoError(t, r.WithDefaults().Validate(), "a clean decode leaves no problem behind")
 }
+
+// A spec that arrives in the workflow (decoded by the SDK from a start request the raw Temporal CLI may
+// have sent) is held to the same size bound as a spec file.
+func TestOversizedSpecIsRejectedHoweverItArrives(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Description = strings.Repeat("x", MaxSpecBytes)
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var got Release
+	require.NoError(t, json.Unmarshal(b, &got))
+	err = got.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+}
+
+func TestReadStopsAtTheLimit(t *testing.T) {
+	_, err := Read(endless{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+	data, err := Read(strings.NewReader(minimal))
+	require.NoError(t, err)
+	assert.Equal(t, minimal, string(data))
+}
+
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) { return len(p), nil }
