@@ -212,3 +212,15 @@ func TestReadStopsAtTheLimit(t *testing.T) {
 type endless struct{}
 
 func (endless) Read(p []byte) (int, error) { return len(p), nil }
+
+// Validation (which the CLI, the starter and the workflow run) refuses template bombs before any worker
+// renders them.
+func TestValidateRefusesTemplateBombs(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Target.Exec.Deploy = `./deploy.sh {{range 30000000}}x{{end}}`
+	err = r.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "target.exec.deploy: template does not parse")
+	assert.Contains(t, err.Error(), "larger than the limit of 100000")
+}

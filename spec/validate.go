@@ -2,10 +2,10 @@ package spec
 
 import (
 	"fmt"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"math"
 	"regexp"
 	"strings"
-	"text/template"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -226,7 +226,7 @@ func checkTemplate(p *problems, path, tmpl string) {
 	if tmpl == "" {
 		return
 	}
-	if _, err := template.New(path).Option("missingkey=error").Parse(tmpl); err != nil {
+	if _, err := safetmpl.Parse(path, tmpl, nil); err != nil {
 		p.add(path, "template does not parse: %v", err)
 	}
 }

@@ -11,10 +11,10 @@ import (
 	osexec "os/exec"
 	"strings"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -104,15 +104,15 @@ func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, err
 	default:
 		return "", fmt.Errorf("unknown exec step %q: %w", step, activities.ErrPermanent)
 	}
-	tmpl, err := template.New(step).Option("missingkey=error").Parse(src)
+	tmpl, err := safetmpl.Parse(step, src, nil)
 	if err != nil {
 		return "", fmt.Errorf("target.exec.%s: template does not parse: %v: %w", step, err, activities.ErrPermanent)
 	}
-	var b strings.Builder
-	if err := tmpl.Execute(&b, d); err != nil {
+	out, err := tmpl.Execute(d)
+	if err != nil {
 		return "", fmt.Errorf("target.exec.%s: template does not render: %v: %w", step, err, activities.ErrPermanent)
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.TemplateData) error {

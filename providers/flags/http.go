@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"io"
 	"net/http"
 	"net/url"
@@ -23,8 +24,8 @@ var funcs = template.FuncMap{
 	},
 }
 
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
+func parseTemplate(name, text string) (*safetmpl.Template, error) {
+	return safetmpl.Parse(name, text, funcs)
 }
 
 func render(name, text string, d FlagData) (string, error) {
@@ -32,11 +33,7 @@ func render(name, text string, d FlagData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+	return t.Execute(d)
 }
 
 // setHTTP sends the request that sets one flag. The Idempotency-Key names the release, flag and percent,
