@@ -224,3 +224,40 @@ func TestValidateRefusesTemplateBombs(t *testing.T) {
 	assert.Contains(t, err.Error(), "target.exec.deploy: template does not parse")
 	assert.Contains(t, err.Error(), "larger than the limit of 100000")
 }
+
+// Versions reach shell commands, URLs, queries and tag names: validation keeps them to a safe alphabet.
+func TestVersionsAreValidatedToASafeAlphabet(t *testing.T) {
+	for _, bad := range []string{
+		`v2$(touch${IFS}/tmp/x)`,
+		`v1"; touch /tmp/x; echo "`,
+		"v1`id`",
+		"v1;id",
+		"v1 v2",
+		"v1\nid",
+		"../../etc",
+		"-v2",
+		strings.Repeat("v", 129),
+	} {
+		for _, field := range []string{"version", "previousVersion"} {
+			r, err := Parse([]byte(minimal))
+			require.NoError(t, err)
+			if field == "version" {
+				r.Version = bad
+			} else {
+				r.PreviousVersion = bad
+			}
+			err = r.WithDefaults().Validate()
+			require.Error(t, err, "%s %q", field, bad)
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			assert.Equal(t, field, verr.Problems[0].Path, "%q", bad)
+			assert.Contains(t, verr.Problems[0].Message, "letters, digits", "%q", bad)
+		}
+	}
+	for _, good := range []string{"v2", "2.4.0", "1.4.0-rc.1+build.7", "v2_hotfix", "3f9c2ab", strings.Repeat("v", 128)} {
+		r, err := Parse([]byte(minimal))
+		require.NoError(t, err)
+		r.Version, r.PreviousVersion = good, "v0"
+		assert.NoError(t, r.WithDefaults().Validate(), good)
+	}
+}

@@ -51,8 +51,11 @@ func (r Release) Validate() error {
 	checkName(&p, "environment", r.Environment)
 	if r.Version == "" {
 		p.add("version", "required (the version being released)")
-	} else if len(r.Version) > 128 || strings.ContainsAny(r.Version, " \t\r\n") {
-		p.add("version", "must be at most 128 characters with no white space")
+	} else {
+		checkVersion(&p, "version", r.Version)
+	}
+	if r.PreviousVersion != "" {
+		checkVersion(&p, "previousVersion", r.PreviousVersion)
 	}
 	if r.PreviousVersion != "" && r.PreviousVersion == r.Version {
 		p.add("previousVersion", "equals version %q; nothing to release", r.Version)
@@ -65,6 +68,16 @@ func (r Release) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: p}
+}
+
+// versionRE is what a version may be: it reaches shell commands, URLs, queries and tag names, so it is
+// kept to characters none of them treat specially, and cannot start like a command-line option.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+func checkVersion(p *problems, path, v string) {
+	if !versionRE.MatchString(v) {
+		p.add(path, "%q must be 1-128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", v)
+	}
 }
 
 func checkName(p *problems, path, v string) {
