@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"io"
 	"net/http"
@@ -47,7 +48,7 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: flag %s: url must render to an absolute http:// or https:// URL", ErrPermanent, d.Flag)
 	}
-	where := fmt.Sprintf("set flag %s to %d%% via %s", d.Flag, d.Percent, redact(u))
+	where := fmt.Sprintf("set flag %s to %d%% via %s", d.Flag, d.Percent, redactURL(u))
 	var body []byte
 	if cfg.BodyTemplate == "" {
 		body, _ = json.Marshal(d)
@@ -79,6 +80,7 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 		req.Header.Set(h, s)
 	}
 	for h, env := range cfg.HeaderEnv {
+		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {
 			return fmt.Errorf("%w: %s: environment variable %s (headerEnv %s) is unset or empty on the worker",
@@ -109,14 +111,14 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 }
 
 // redact names the endpoint without user info or query, where API keys tend to live.
-func redact(u *url.URL) string {
+func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 func readSnippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<16))
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.Join(strings.Fields(redact.String(string(b))), " ")
 	if s == "" {
 		return ""
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -229,6 +230,7 @@ func (c Config) resolveURL() (string, error) {
 	if c.URL != "" {
 		return c.URL, nil
 	}
+	redact.Names(c.URLEnv) // the URL is the credential
 	v := strings.TrimSpace(os.Getenv(c.URLEnv))
 	if v == "" {
 		return "", fmt.Errorf("%w: environment variable %s (urlEnv) is unset or empty on the worker; "+
@@ -250,7 +252,7 @@ func checkURL(raw string) error {
 }
 
 // redact names a destination without the path, query or user info, where webhook secrets live.
-func redact(raw string) string {
+func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "the webhook"
@@ -259,7 +261,7 @@ func redact(raw string) string {
 }
 
 func post(ctx context.Context, typ, target string, body []byte, key string, kind EventKind) error {
-	where := fmt.Sprintf("%s notification %s to %s", typ, kind, redact(target))
+	where := fmt.Sprintf("%s notification %s to %s", typ, kind, redactURL(target))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %s: build request: invalid URL", ErrPermanent, where)
@@ -297,7 +299,7 @@ func post(ctx context.Context, typ, target string, body []byte, key string, kind
 func readSnippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<16))
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.Join(strings.Fields(redact.String(string(b))), " ")
 	if s == "" {
 		return ""
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -117,7 +118,7 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if status == 0 {
 		status = http.StatusOK
 	}
-	expected := fmt.Sprintf("HTTP %d from GET %s", status, redact(u))
+	expected := fmt.Sprintf("HTTP %d from GET %s", status, redactURL(u))
 	switch {
 	case c.JSONField != "" && expect != "":
 		expected += fmt.Sprintf(" with %s = %q", c.JSONField, expect)
@@ -142,6 +143,7 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 		req.Header.Set("Accept", "application/json")
 	}
 	for h, env := range c.HeaderEnv {
+		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {
 			return fail("", expected, fmt.Errorf("%w: environment variable %s (headerEnv %s) is unset or empty on the worker",
@@ -165,6 +167,9 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if err != nil {
 		return fail(fmt.Sprintf("HTTP %d with an unreadable body", resp.StatusCode), expected, err)
 	}
+	// What the server said becomes the observation, stored in history and the report: a server that
+	// echoes the credential header must not put it there.
+	body = []byte(redact.String(string(body)))
 	if resp.StatusCode != status {
 		obs := fmt.Sprintf("HTTP %d", resp.StatusCode)
 		if s := clip(string(body), 120); s != "" {
@@ -239,4 +244,4 @@ func field(body []byte, path string) (string, error) {
 }
 
 // redact names an endpoint without user info or query, where tokens tend to live.
-func redact(u *url.URL) string { return u.Scheme + "://" + u.Host + u.EscapedPath() }
+func redactURL(u *url.URL) string { return u.Scheme + "://" + u.Host + u.EscapedPath() }

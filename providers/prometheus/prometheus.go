@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -55,12 +56,13 @@ type Error struct {
 	Cause error
 }
 
-// Error returns Msg followed by the cause.
+// Error returns Msg followed by the cause, redacted: the cause may quote a response body, and a server
+// may echo the credentials it was sent.
 func (e *Error) Error() string {
 	if e.Cause != nil {
-		return e.Msg + ": " + e.Cause.Error()
+		return redact.String(e.Msg + ": " + e.Cause.Error())
 	}
-	return e.Msg
+	return redact.String(e.Msg)
 }
 
 // Unwrap exposes both the kind and the cause to errors.Is and errors.As.
@@ -101,7 +103,7 @@ func New(cfg spec.Prometheus) (activities.Metrics, error) {
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("analysis.prometheus.address %q must be an "+
-			"http:// or https:// URL such as %s", redact(addr), spec.DefaultPrometheusAddress)}
+			"http:// or https:// URL such as %s", redactURL(addr), spec.DefaultPrometheusAddress)}
 	}
 	if u.User != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "analysis.prometheus.address must not contain credentials " +
@@ -294,7 +296,7 @@ func detail(body string) string {
 }
 
 // redact hides the password of a URL that failed to parse as we want.
-func redact(addr string) string {
+func redactURL(addr string) string {
 	if u, err := url.Parse(addr); err == nil {
 		return u.Redacted()
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -288,7 +289,7 @@ func (g gitRepo) run(ctx context.Context, stdin string, args ...string) (string,
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", &gitError{args: redactArgs(args), err: err, stderr: lastLines(redactURLs(stderr.String()), 3)}
+		return "", &gitError{args: redactArgs(args), err: err, stderr: lastLines(redact.String(redactURLs(stderr.String())), 3)}
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
