@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"io"
 	"net/http"
@@ -88,7 +89,7 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 		}
 		req.Header.Set(h, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req) // no credentials follow a redirect to another host
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {

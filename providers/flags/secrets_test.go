@@ -27,3 +27,32 @@ func TestHTTPErrorsDoNotEchoCredentials(t *testing.T) {
 		t.Errorf("secret in %q", err)
 	}
 }
+
+// A redirect to another host never carries the credential headers there.
+func TestHTTPRedirectDropsCredentials(t *testing.T) {
+	var got http.Header
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer other.Close()
+	otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, otherURL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer first.Close()
+	t.Setenv("FLAGS_AUTH_HEADER", "flags-secret-token-24680")
+	cfg := Config{Type: TypeHTTP, URL: first.URL + "/flags/{{.Flag}}", HeaderEnv: map[string]string{
+		"X-Flags-Key": "FLAGS_AUTH_HEADER", "Authorization": "FLAGS_AUTH_HEADER"}}
+	if err := Set(context.Background(), cfg, []string{"new-checkout"}, 10, spec.TemplateData{ReleaseID: "r1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got == nil {
+		t.Fatal("the redirect was not followed")
+	}
+	for _, h := range []string{"Authorization", "X-Flags-Key"} {
+		if v := got.Get(h); v != "" {
+			t.Errorf("%s followed the redirect to another host: %q", h, v)
+		}
+	}
+}

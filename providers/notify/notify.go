@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -270,7 +271,7 @@ func post(ctx context.Context, typ, target string, body []byte, key string, kind
 	req.Header.Set("User-Agent", "shepherd-notify")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("X-Shepherd-Event", string(kind))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req)
 	if err != nil {
 		// *url.Error repeats the full URL; keep only the operation's cause.
 		var uerr *url.Error

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -151,7 +152,7 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 		}
 		req.Header.Set(h, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req) // no credentials follow a redirect to another host
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {

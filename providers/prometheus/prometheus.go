@@ -19,6 +19,7 @@ import (
 
 	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -81,6 +82,10 @@ var retryBackoff = []time.Duration{100 * time.Millisecond, 300 * time.Millisecon
 // provider would leave idle connections behind each time. Credentials are set per request, not here.
 var transport = http.DefaultTransport.(*http.Transport).Clone()
 
+// httpClient caps every answer (client_golang reads the whole body into memory) and keeps the
+// Authorization header from following a redirect to another origin.
+var httpClient = &http.Client{Transport: safehttp.LimitBody(transport, safehttp.MaxBody), CheckRedirect: safehttp.CheckRedirect}
+
 // Compile-time check that New is a MetricsFactory.
 var _ activities.MetricsFactory = New
 
@@ -128,7 +133,7 @@ func New(cfg spec.Prometheus) (activities.Metrics, error) {
 	if _, err := creds.authorization(); err != nil {
 		return nil, err
 	}
-	client, err := api.NewClient(api.Config{Address: addr, RoundTripper: transport})
+	client, err := api.NewClient(api.Config{Address: addr, Client: httpClient})
 	if err != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "building the Prometheus client", Cause: err}
 	}
@@ -198,6 +203,10 @@ func (p *provider) classify(status int, err error) (*Error, bool) {
 	var apiErr *v1.Error
 	isAPI := errors.As(err, &apiErr)
 	switch {
+	case errors.Is(err, safehttp.ErrBodyTooLarge):
+		return &Error{Kind: ErrUnusableResult, Msg: fmt.Sprintf("Prometheus at %s answered with more than %d "+
+			"bytes; is analysis.prometheus.address the Prometheus base URL, and does the query aggregate to "+
+			"one series?", p.address, safehttp.MaxBody), Cause: err}, false
 	case status == 0 || !isAPI:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("cannot reach Prometheus at %s "+
 			"(analysis.prometheus.address); is it running and reachable from the worker?", p.address),

@@ -3,6 +3,7 @@ package prometheus_test
 import (
 	"context"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -27,5 +28,31 @@ func TestErrorsDoNotEchoCredentials(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), token) {
 		t.Errorf("secret in %q", err)
+	}
+}
+
+// An endless answer (a misconfigured address, a hostile server) is cut at a bound, not read into memory.
+func TestHugeResponseIsRefused(t *testing.T) {
+	prom := newFakeProm(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"vector","result":[`))
+		item := []byte(strings.Repeat(`{"metric":{"a":"b"},"value":[1,"1"]},`, 1000))
+		for i := 0; i < 2000; i++ { // about 70 MB
+			if _, err := w.Write(item); err != nil {
+				return
+			}
+		}
+	})
+	m := newProvider(t, spec.Prometheus{Address: prom.URL})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, _, err := m.Evaluate(context.Background(), "up", data)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "response body is larger than the limit") {
+		t.Fatalf("want a too-large error, got %v", err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("allocated %d bytes", alloc)
 	}
 }
