@@ -64,6 +64,7 @@ func (r Release) Validate() error {
 	validateStages(&p, r.Stages)
 	validateAnalysis(&p, r.Analysis, r.PreviousVersion)
 	validateLifecycle(&p, r)
+	validateNoCredentials(&p, r)
 	if len(p) == 0 {
 		return nil
 	}
