@@ -10,9 +10,11 @@ import (
 	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -73,14 +75,15 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "shepherd-flags")
 	req.Header.Set("Idempotency-Key", fmt.Sprintf("%s/flag/%s/%d", d.ReleaseID, d.Flag, d.Percent))
-	for h, v := range cfg.Headers {
-		s, err := render("headers."+h, v, d)
+	for _, h := range slices.Sorted(maps.Keys(cfg.Headers)) { // sorted: the same error for the same config
+		s, err := render("headers."+h, cfg.Headers[h], d)
 		if err != nil {
 			return fmt.Errorf("%w: %s: header %s: %v", ErrPermanent, where, h, err)
 		}
 		req.Header.Set(h, s)
 	}
-	for h, env := range cfg.HeaderEnv {
+	for _, h := range slices.Sorted(maps.Keys(cfg.HeaderEnv)) {
+		env := cfg.HeaderEnv[h]
 		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {

@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -137,7 +139,8 @@ func (c Config) Validate() error {
 			problems = append(problems, "url "+err.Error())
 		}
 	}
-	for k, t := range c.Templates {
+	for _, k := range slices.Sorted(maps.Keys(c.Templates)) { // sorted: the same config, the same message
+		t := c.Templates[k]
 		if !k.Known() {
 			problems = append(problems, fmt.Sprintf("templates: unknown event kind %q", k))
 			continue

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -79,8 +81,8 @@ func (c HTTPCheck) Validate() error {
 			}
 		}
 	}
-	for h, env := range c.HeaderEnv {
-		if strings.TrimSpace(env) == "" {
+	for _, h := range slices.Sorted(maps.Keys(c.HeaderEnv)) { // sorted: the same config, the same message
+		if env := c.HeaderEnv[h]; strings.TrimSpace(env) == "" {
 			problems = append(problems, fmt.Sprintf("headerEnv.%s: name an environment variable", h))
 		}
 	}
@@ -143,7 +145,8 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if c.JSONField != "" {
 		req.Header.Set("Accept", "application/json")
 	}
-	for h, env := range c.HeaderEnv {
+	for _, h := range slices.Sorted(maps.Keys(c.HeaderEnv)) { // sorted: the same error for the same config
+		env := c.HeaderEnv[h]
 		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {
