@@ -31,11 +31,35 @@ var secretHeaders = []string{"authorization", "proxy-authorization", "cookie", "
 var webhookHosts = []string{"hooks.slack.com", "hooks.slack-gov.com", "discord.com", "discordapp.com",
 	"webhook.office.com", "outlook.office.com", "chat.googleapis.com"}
 
+// checkCredentialSource refuses a credential source naming one of the worker's own Temporal client
+// variables (TEMPORAL_API_KEY, TEMPORAL_TLS_CLIENT_KEY_DATA, ...): the spec chooses where a credential
+// is sent, so naming one would send the worker's Temporal access to the spec writer's server.
+func checkCredentialSource(p *problems, path, env string) {
+	if strings.HasPrefix(strings.ToUpper(strings.TrimSpace(env)), "TEMPORAL_") {
+		p.add(path, "names the worker's own Temporal credential (%s); a spec may only name variables set "+
+			"for the service it releases", env)
+	}
+}
+
+// checkHeaderEnv applies checkCredentialSource to each header of a headerEnv map, in sorted order.
+func checkHeaderEnv(p *problems, path string, headerEnv map[string]string) {
+	names := make([]string, 0, len(headerEnv))
+	for h := range headerEnv {
+		names = append(names, h)
+	}
+	slices.Sort(names)
+	for _, h := range names {
+		checkCredentialSource(p, path+"."+h, headerEnv[h])
+	}
+}
+
 func validateNoCredentials(p *problems, r Release) {
 	const envAdvice = "put the credential in the worker's environment (or its configuration), not in the spec"
 	if a := r.Analysis.Prometheus; a != nil {
 		checkURLCredentials(p, "analysis.prometheus.address", a.Address,
 			"use basicAuthUser with basicAuthPasswordEnv, or bearerTokenEnv, naming a variable of the worker")
+		checkCredentialSource(p, "analysis.prometheus.bearerTokenEnv", a.BearerTokenEnv)
+		checkCredentialSource(p, "analysis.prometheus.basicAuthPasswordEnv", a.BasicAuthPasswordEnv)
 	}
 	if l := r.Target.Local; l != nil {
 		checkURLCredentials(p, "target.local.controller", l.Controller, envAdvice)
@@ -44,11 +68,13 @@ func validateNoCredentials(p *problems, r Release) {
 		if c.HTTP != nil {
 			checkURLCredentials(p, fmt.Sprintf("prechecks[%d].http.url", i), c.HTTP.URL,
 				"send it as a header with headerEnv, naming a variable of the worker")
+			checkHeaderEnv(p, fmt.Sprintf("prechecks[%d].http.headerEnv", i), c.HTTP.HeaderEnv)
 		}
 	}
 	if f := r.Flags; f != nil {
 		pr := f.Provider
 		checkURLCredentials(p, "flags.provider.url", pr.URL, "send it as a header with headerEnv, naming a variable of the worker")
+		checkHeaderEnv(p, "flags.provider.headerEnv", pr.HeaderEnv)
 		names := make([]string, 0, len(pr.Headers))
 		for h := range pr.Headers {
 			names = append(names, h)
@@ -64,6 +90,7 @@ func validateNoCredentials(p *problems, r Release) {
 		}
 	}
 	for i, n := range r.Notifications {
+		checkCredentialSource(p, fmt.Sprintf("notifications[%d].urlEnv", i), n.URLEnv)
 		path := fmt.Sprintf("notifications[%d].url", i)
 		advice := "put the URL in a variable of the worker and name it with urlEnv"
 		if host := urlHost(n.URL); host != "" && slices.ContainsFunc(webhookHosts, func(h string) bool {

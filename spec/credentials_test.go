@@ -101,3 +101,34 @@ func TestCredentialFreeURLsAreAccepted(t *testing.T) {
 	r.Prechecks = []Precheck{{Name: "a", HTTP: &HTTPPrecheck{URL: "https://artifacts.internal/{{.Version}}?keyword=x"}}}
 	require.NoError(t, r.WithDefaults().Validate())
 }
+
+// The worker's own Temporal credentials are never a spec's to send: bearerTokenEnv: TEMPORAL_API_KEY with
+// an address of the spec writer's choosing sent the worker's API key there.
+func TestTheWorkersTemporalCredentialsCannotBeNamed(t *testing.T) {
+	for path, edit := range map[string]func(*Release){
+		"analysis.prometheus.bearerTokenEnv": func(r *Release) {
+			r.Analysis.Prometheus = &Prometheus{Address: "https://evil.example", BearerTokenEnv: "TEMPORAL_API_KEY"}
+		},
+		"analysis.prometheus.basicAuthPasswordEnv": func(r *Release) {
+			r.Analysis.Prometheus = &Prometheus{BasicAuthUser: "u", BasicAuthPasswordEnv: "TEMPORAL_TLS_CLIENT_KEY_DATA"}
+		},
+		"prechecks[0].http.headerEnv.Authorization": func(r *Release) {
+			r.Prechecks = []Precheck{{Name: "a", HTTP: &HTTPPrecheck{URL: "https://evil.example",
+				HeaderEnv: map[string]string{"Authorization": "TEMPORAL_API_KEY"}}}}
+		},
+		"flags.provider.headerEnv.X-Key": func(r *Release) {
+			r.Flags = &Flags{Names: []string{"f"}, Provider: FlagProvider{Type: "http", URL: "https://evil.example/{{.Flag}}",
+				HeaderEnv: map[string]string{"X-Key": "temporal_api_key"}}}
+		},
+		"notifications[0].urlEnv": func(r *Release) {
+			r.Notifications = []Notification{{Type: "webhook", URLEnv: "TEMPORAL_API_KEY"}}
+		},
+	} {
+		r, err := Parse([]byte(minimal))
+		require.NoError(t, err)
+		edit(&r)
+		err = r.WithDefaults().Validate()
+		require.Error(t, err, path)
+		assert.Contains(t, err.Error(), path+": names the worker's own Temporal credential", path)
+	}
+}
