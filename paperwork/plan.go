@@ -5,9 +5,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/providers/flags"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
@@ -238,15 +238,15 @@ func tagName(d spec.Release) string {
 // renderText renders a Go template over data as Shepherd's providers do; a template that does not render
 // is shown as written, since a document must not fail over what validation already accepted.
 func renderText(text string, data spec.TemplateData) string {
-	t, err := template.New("").Option("missingkey=error").Parse(text)
+	t, err := safetmpl.Parse("", text, nil)
 	if err != nil {
 		return text
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	out, err := t.Execute(data)
+	if err != nil {
 		return text
 	}
-	return b.String()
+	return out
 }
 
 func (p *planner) timeline() {

@@ -8,6 +8,7 @@ import (
 	"text/template"
 
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/providers/exec"
 	"github.com/shepherd-release/shepherd/providers/flags"
 	"github.com/shepherd-release/shepherd/spec"
@@ -337,15 +338,15 @@ var flagFuncs = template.FuncMap{
 }
 
 func renderFlag(text string, data flags.FlagData) (string, bool) {
-	t, err := template.New("").Funcs(flagFuncs).Option("missingkey=error").Parse(text)
+	t, err := safetmpl.Parse("", text, flagFuncs)
 	if err != nil {
 		return text, false
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	out, err := t.Execute(data)
+	if err != nil {
 		return text, false
 	}
-	return b.String(), true
+	return out, true
 }
 
 // flagsOff are the commands that turn the release's flags off as the flag provider would.

@@ -184,3 +184,80 @@ func TestUnknownKeysAreCaughtOutsideParseToo(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(`{"service":"checkout","version":"v2","target":{"type":"local"}}`), &r))
 	assert.NoError(t, r.WithDefaults().Validate(), "a clean decode leaves no problem behind")
 }
+
+// A spec that arrives in the workflow (decoded by the SDK from a start request the raw Temporal CLI may
+// have sent) is held to the same size bound as a spec file.
+func TestOversizedSpecIsRejectedHoweverItArrives(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Description = strings.Repeat("x", MaxSpecBytes)
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var got Release
+	require.NoError(t, json.Unmarshal(b, &got))
+	err = got.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+}
+
+func TestReadStopsAtTheLimit(t *testing.T) {
+	_, err := Read(endless{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+	data, err := Read(strings.NewReader(minimal))
+	require.NoError(t, err)
+	assert.Equal(t, minimal, string(data))
+}
+
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) { return len(p), nil }
+
+// Validation (which the CLI, the starter and the workflow run) refuses template bombs before any worker
+// renders them.
+func TestValidateRefusesTemplateBombs(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Target.Exec.Deploy = `./deploy.sh {{range 30000000}}x{{end}}`
+	err = r.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "target.exec.deploy: template does not parse")
+	assert.Contains(t, err.Error(), "larger than the limit of 100000")
+}
+
+// Versions reach shell commands, URLs, queries and tag names: validation keeps them to a safe alphabet.
+func TestVersionsAreValidatedToASafeAlphabet(t *testing.T) {
+	for _, bad := range []string{
+		`v2$(touch${IFS}/tmp/x)`,
+		`v1"; touch /tmp/x; echo "`,
+		"v1`id`",
+		"v1;id",
+		"v1 v2",
+		"v1\nid",
+		"../../etc",
+		"-v2",
+		strings.Repeat("v", 129),
+	} {
+		for _, field := range []string{"version", "previousVersion"} {
+			r, err := Parse([]byte(minimal))
+			require.NoError(t, err)
+			if field == "version" {
+				r.Version = bad
+			} else {
+				r.PreviousVersion = bad
+			}
+			err = r.WithDefaults().Validate()
+			require.Error(t, err, "%s %q", field, bad)
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			assert.Equal(t, field, verr.Problems[0].Path, "%q", bad)
+			assert.Contains(t, verr.Problems[0].Message, "letters, digits", "%q", bad)
+		}
+	}
+	for _, good := range []string{"v2", "2.4.0", "1.4.0-rc.1+build.7", "v2_hotfix", "3f9c2ab", strings.Repeat("v", 128)} {
+		r, err := Parse([]byte(minimal))
+		require.NoError(t, err)
+		r.Version, r.PreviousVersion = good, "v0"
+		assert.NoError(t, r.WithDefaults().Validate(), good)
+	}
+}

@@ -11,14 +11,16 @@ import (
 	osexec "os/exec"
 	"strings"
 	"syscall"
-	"text/template"
 	"time"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-// stderrTail is how much of a failed command's stderr goes into the error.
+// stderrTail is how much of a failed command's output goes into the error (redacted: it reaches
+// history, the report and notifications).
 const stderrTail = 2048
 
 // Target runs the spec's exec commands with `sh -c`.
@@ -104,15 +106,15 @@ func Render(cfg *spec.ExecTarget, step string, d spec.TemplateData) (string, err
 	default:
 		return "", fmt.Errorf("unknown exec step %q: %w", step, activities.ErrPermanent)
 	}
-	tmpl, err := template.New(step).Option("missingkey=error").Parse(src)
+	tmpl, err := safetmpl.Parse(step, src, nil)
 	if err != nil {
 		return "", fmt.Errorf("target.exec.%s: template does not parse: %v: %w", step, err, activities.ErrPermanent)
 	}
-	var b strings.Builder
-	if err := tmpl.Execute(&b, d); err != nil {
+	out, err := tmpl.Execute(d)
+	if err != nil {
 		return "", fmt.Errorf("target.exec.%s: template does not render: %v: %w", step, err, activities.ErrPermanent)
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.TemplateData) error {
@@ -132,11 +134,8 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 
 	cmd := osexec.CommandContext(ctx, t.shell(), "-c", script)
 	cmd.Dir = cfg.Exec.Dir
-	cmd.Env = os.Environ()
-	for k, v := range cfg.Exec.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, d.Env()...)
+	// Never the worker's whole environment: it holds the Temporal API key and other credentials.
+	cmd.Env = redact.CommandEnv(cfg.Exec.Env, d.Env())
 	// Own process group, killed as a whole on timeout or cancellation; and killed if the worker dies, so
 	// a retry on another worker never races a half-finished command.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -150,7 +149,7 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 	if err == nil {
 		return nil
 	}
-	tail := strings.TrimSpace(stderr.String())
+	tail := redact.Tail(strings.TrimSpace(stderr.String()), stderrTail)
 	if tail != "" {
 		tail = "; output: " + tail
 	}
@@ -167,12 +166,13 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 	return fmt.Errorf("%s command could not run: %v", step, err)
 }
 
-// tailBuffer keeps the last stderrTail bytes written to it.
+// tailBuffer keeps the last 2×stderrTail bytes written to it: the error shows stderrTail of them after
+// redaction, so a secret cut at the buffer's start is not left half visible in the error.
 type tailBuffer struct{ b bytes.Buffer }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.b.Write(p)
-	if over := t.b.Len() - stderrTail; over > 0 {
+	if over := t.b.Len() - 2*stderrTail; over > 0 {
 		t.b.Next(over)
 	}
 	return len(p), nil

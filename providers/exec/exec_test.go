@@ -49,13 +49,15 @@ func TestFailureCarriesExitCodeAndOutputTail(t *testing.T) {
 
 func TestTimeoutKillsTheWholeCommand(t *testing.T) {
 	dir := t.TempDir()
-	cfg := target(dir, spec.ExecTarget{Promote: `(sleep 5; touch late) & sleep 5`, Timeout: spec.Duration(300 * time.Millisecond)})
+	// The background child would write "late" 1 s in, well after the 300 ms timeout; the test waits past
+	// that moment, so a child that survived the timeout is caught.
+	cfg := target(dir, spec.ExecTarget{Promote: `(sleep 1; touch late) & sleep 5`, Timeout: spec.Duration(300 * time.Millisecond)})
 	start := time.Now()
 	err := Target{}.Promote(context.Background(), cfg, data)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "promote command timed out after 300ms")
 	assert.Less(t, time.Since(start), 4*time.Second)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(time.Until(start.Add(1500 * time.Millisecond)))
 	_, statErr := os.Stat(filepath.Join(dir, "late"))
 	assert.True(t, os.IsNotExist(statErr), "the command's children die with it")
 }

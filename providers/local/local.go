@@ -17,6 +17,7 @@ import (
 
 	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -214,7 +215,9 @@ func (t *Target) do(ctx context.Context, cfg spec.Target, what, method, service,
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
-		} else if len(msg) > 300 {
+		}
+		// The message reaches history and the report: bounded, and without the worker's secrets.
+		if msg = redact.String(msg); len(msg) > 300 {
 			msg = msg[:300] + "…"
 		}
 		return &ControllerError{Op: what, Method: method, URL: u, Status: resp.StatusCode, Message: msg}

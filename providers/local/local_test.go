@@ -292,3 +292,17 @@ func TestDefaultController(t *testing.T) {
 		t.Errorf("empty service: %v", err)
 	}
 }
+
+// The controller's error text reaches history and the report: bounded, and without the worker's secrets.
+func TestControllerErrorIsBoundedAndRedacted(t *testing.T) {
+	t.Setenv("TEMPORAL_API_KEY", "tmprl-worker-api-key-0123456789")
+	cfg := fakeController(t, 500, `{"error": "tmprl-worker-api-key-0123456789 `+strings.Repeat("x", 100000)+`"}`)
+	err := (&Target{}).Deploy(t.Context(), cfg, data("checkout", "v2", 0))
+	var ce *ControllerError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "0123456789") || len(ce.Message) > 310 {
+		t.Errorf("message of %d bytes, secret shown: %v", len(ce.Message), strings.Contains(err.Error(), "0123456789"))
+	}
+}

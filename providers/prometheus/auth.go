@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -68,6 +69,7 @@ func (c credentials) authorization() (string, error) {
 // or file and the spec key, never the content.
 func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	if env != "" {
+		redact.Names(env) // masked wherever an answer echoes it
 		v, ok := os.LookupEnv(env)
 		if !ok {
 			return "", credErr(fmt.Sprintf("environment variable %s (analysis.prometheus.%s) is not set in the "+
@@ -89,6 +91,7 @@ func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	if v == "" {
 		return "", credErr(fmt.Sprintf("%s file %s (analysis.prometheus.%s) is empty", what, file, fileKey))
 	}
+	redact.Values(v)
 	return v, nil
 }
 

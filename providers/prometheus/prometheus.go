@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -55,12 +57,13 @@ type Error struct {
 	Cause error
 }
 
-// Error returns Msg followed by the cause.
+// Error returns Msg followed by the cause, redacted: the cause may quote a response body, and a server
+// may echo the credentials it was sent.
 func (e *Error) Error() string {
 	if e.Cause != nil {
-		return e.Msg + ": " + e.Cause.Error()
+		return redact.String(e.Msg + ": " + e.Cause.Error())
 	}
-	return e.Msg
+	return redact.String(e.Msg)
 }
 
 // Unwrap exposes both the kind and the cause to errors.Is and errors.As.
@@ -78,6 +81,10 @@ var retryBackoff = []time.Duration{100 * time.Millisecond, 300 * time.Millisecon
 // transport is shared by every provider: activities may build one per measurement, and a transport per
 // provider would leave idle connections behind each time. Credentials are set per request, not here.
 var transport = http.DefaultTransport.(*http.Transport).Clone()
+
+// httpClient caps every answer (client_golang reads the whole body into memory) and keeps the
+// Authorization header from following a redirect to another origin.
+var httpClient = &http.Client{Transport: safehttp.LimitBody(transport, safehttp.MaxBody), CheckRedirect: safehttp.CheckRedirect}
 
 // Compile-time check that New is a MetricsFactory.
 var _ activities.MetricsFactory = New
@@ -101,7 +108,7 @@ func New(cfg spec.Prometheus) (activities.Metrics, error) {
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("analysis.prometheus.address %q must be an "+
-			"http:// or https:// URL such as %s", redact(addr), spec.DefaultPrometheusAddress)}
+			"http:// or https:// URL such as %s", redactURL(addr), spec.DefaultPrometheusAddress)}
 	}
 	if u.User != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "analysis.prometheus.address must not contain credentials " +
@@ -126,7 +133,7 @@ func New(cfg spec.Prometheus) (activities.Metrics, error) {
 	if _, err := creds.authorization(); err != nil {
 		return nil, err
 	}
-	client, err := api.NewClient(api.Config{Address: addr, RoundTripper: transport})
+	client, err := api.NewClient(api.Config{Address: addr, Client: httpClient})
 	if err != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "building the Prometheus client", Cause: err}
 	}
@@ -196,6 +203,10 @@ func (p *provider) classify(status int, err error) (*Error, bool) {
 	var apiErr *v1.Error
 	isAPI := errors.As(err, &apiErr)
 	switch {
+	case errors.Is(err, safehttp.ErrBodyTooLarge):
+		return &Error{Kind: ErrUnusableResult, Msg: fmt.Sprintf("Prometheus at %s answered with more than %d "+
+			"bytes; is analysis.prometheus.address the Prometheus base URL, and does the query aggregate to "+
+			"one series?", p.address, safehttp.MaxBody), Cause: err}, false
 	case status == 0 || !isAPI:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("cannot reach Prometheus at %s "+
 			"(analysis.prometheus.address); is it running and reachable from the worker?", p.address),
@@ -294,7 +305,7 @@ func detail(body string) string {
 }
 
 // redact hides the password of a URL that failed to parse as we want.
-func redact(addr string) string {
+func redactURL(addr string) string {
 	if u, err := url.Parse(addr); err == nil {
 		return u.Redacted()
 	}
