@@ -283,7 +283,7 @@ func (s *DemoStack) startWorker(ctx context.Context) error {
 		s.workerDone <- worker.Run(wctx, s.Client, worker.Config{
 			Namespace:  client.DefaultNamespace,
 			StateDir:   filepath.Join(s.StateDir, "worker"),
-			Activities: newActivities(filepath.Join(s.StateDir, "reports")),
+			Activities: newActivities(filepath.Join(s.StateDir, "reports"), logger),
 			OnReady:    func() { close(ready) },
 		})
 	}()
