@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -168,4 +169,13 @@ func TestFenceScript(t *testing.T) {
 	said, err := os.ReadFile(filepath.Join(dir, "fence.out"))
 	require.NoError(t, err)
 	assert.Equal(t, "repeat: deploy seq 1 was taken before; applying it again, idempotently\n", string(said))
+}
+
+func TestTargetsDocShowsTheTestedFenceScript(t *testing.T) {
+	script, err := os.ReadFile(filepath.Join("testdata", "fence.sh"))
+	require.NoError(t, err)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "targets.md"))
+	require.NoError(t, err)
+	assert.Contains(t, string(doc), "```sh\n"+string(script)+"```", "docs/targets.md must show testdata/fence.sh verbatim")
+	assert.Contains(t, string(doc), fmt.Sprintf("exiting with code **%d**", ExitStaleWrite))
 }
