@@ -1,6 +1,7 @@
 // Package activities holds Shepherd's Temporal activities: thin methods that call injected providers
-// (deploy target, metrics) and add what Temporal needs around them: idempotency by release ID and step,
-// heartbeats while a provider works, and typed non-retryable errors.
+// (deploy target, metrics) and add what Temporal needs around them: the fencing token on every target
+// step, heartbeats while a provider works, and typed non-retryable errors. Activities keep no state
+// between attempts: a retry may run on another worker (docs/targets.md).
 package activities
 
 import (
@@ -35,7 +36,7 @@ var ErrPermanent = errors.New("permanent failure")
 var ErrStaleWrite = errors.New("stale write refused: a newer step of this release was applied")
 
 // HeartbeatInterval is how often a running step heartbeats; workflows set HeartbeatTimeout above it.
-const HeartbeatInterval = 5 * time.Second
+const HeartbeatInterval = 2 * time.Second
 
 // Activities are the release activities. Register the struct's methods with the worker under the names
 // in workflows/names.go.
@@ -44,22 +45,22 @@ type Activities struct {
 	Targets map[string]Target
 	// Metrics builds the metrics provider for a spec's Prometheus settings.
 	Metrics MetricsFactory
-	// Ledger remembers completed steps so a retried activity never repeats a side effect.
-	Ledger Ledger
 	// IsPermanent reports provider errors that must not be retried, beyond those wrapping ErrPermanent.
 	IsPermanent func(error) bool
 	// ReportDir is where release reports and post-mortem records are archived.
 	ReportDir string
 	// Observer, when set, receives release events for engine metrics.
 	Observer Observer
+
+	observed onceSet
 }
 
 // StepInput identifies one side effect on the target.
 type StepInput struct {
 	// ReleaseID is unique per release (workflow ID / run ID).
 	ReleaseID string `json:"releaseID"`
-	// Step names the side effect within the release, e.g. "deploy" or "traffic:3:25"; with ReleaseID it
-	// is the idempotency key.
+	// Step names the side effect within the release, e.g. "deploy" or "traffic" (as Data.Step; Data.Seq
+	// is its fencing sequence number).
 	Step   string            `json:"step"`
 	Target spec.Target       `json:"target"`
 	Data   spec.TemplateData `json:"data"`
@@ -67,8 +68,6 @@ type StepInput struct {
 
 // StepResult says what the step did.
 type StepResult struct {
-	// AlreadyDone is true when the ledger showed the step had completed before (a retry after a crash).
-	AlreadyDone bool `json:"alreadyDone,omitempty"`
 	// Took is how long the provider ran.
 	Took time.Duration `json:"took"`
 }
@@ -78,8 +77,7 @@ func (a *Activities) Deploy(ctx context.Context, in StepInput) (StepResult, erro
 	return a.step(ctx, in, "deploy", Target.Deploy)
 }
 
-// HealthCheck checks the new version's health. It records nothing in the ledger: a health check has no
-// side effect and must be asked afresh on every retry.
+// HealthCheck checks the new version's health. It has no side effect and is asked afresh on every retry.
 func (a *Activities) HealthCheck(ctx context.Context, in StepInput) (StepResult, error) {
 	t, err := a.target(in.Target.Type)
 	if err != nil {
@@ -107,24 +105,13 @@ func (a *Activities) RemoveCanary(ctx context.Context, in StepInput) (StepResult
 
 type targetFunc func(Target, context.Context, spec.Target, spec.TemplateData) error
 
-// step runs one side effect at most once per (release, step): a retry after the provider succeeded but
-// before Temporal heard of it finds the ledger entry and does nothing.
+// step runs one side effect through the target. It keeps no record of its own: targets are idempotent
+// per step and refuse stale writes by the fencing token in.Data (ReleaseID + Seq), which holds however
+// many workers share the task queue and wherever a retry lands.
 func (a *Activities) step(ctx context.Context, in StepInput, what string, fn targetFunc) (StepResult, error) {
 	t, err := a.target(in.Target.Type)
 	if err != nil {
 		return StepResult{}, err
-	}
-	key := in.ReleaseID + "/" + in.Step
-	logger := activity.GetLogger(ctx)
-	if a.Ledger != nil {
-		done, err := a.Ledger.Done(key)
-		if err != nil {
-			return StepResult{}, fmt.Errorf("%s for %s: reading the step ledger: %w", what, in.Data.Service, err)
-		}
-		if done {
-			logger.Info("Step already done; not repeating it", "releaseID", in.ReleaseID, "step", in.Step)
-			return StepResult{AlreadyDone: true}, nil
-		}
 	}
 	start := time.Now()
 	err = withHeartbeat(ctx, func(ctx context.Context) error { return fn(t, ctx, in.Target, in.Data) })
@@ -132,14 +119,7 @@ func (a *Activities) step(ctx context.Context, in StepInput, what string, fn tar
 	if err != nil {
 		return StepResult{Took: took}, a.classify(what, in, err)
 	}
-	if a.Ledger != nil {
-		if err := a.Ledger.Mark(key); err != nil {
-			// The side effect happened; failing now would repeat it. Say so loudly and carry on.
-			logger.Error("Step done but not recorded in the ledger; a retry may repeat it",
-				"releaseID", in.ReleaseID, "step", in.Step, "error", err)
-		}
-	}
-	logger.Info("Step done", "releaseID", in.ReleaseID, "step", in.Step, "took", took)
+	activity.GetLogger(ctx).Info("Step done", "releaseID", in.ReleaseID, "step", in.Step, "seq", in.Data.Seq, "took", took)
 	return StepResult{Took: took}, nil
 }
 
@@ -211,7 +191,7 @@ func (a *Activities) Preflight(ctx context.Context, in StepInput) (StepResult, e
 		}
 	}
 	if a.Observer != nil {
-		a.once(ctx, in.ReleaseID+"/observed-start", func() { a.Observer.ReleaseStarted(in.Data.Service, in.Data.Environment) })
+		a.once(in.ReleaseID+"/observed-start", func() { a.Observer.ReleaseStarted(in.Data.Service, in.Data.Environment) })
 	}
 	return StepResult{Took: time.Since(start)}, nil
 }

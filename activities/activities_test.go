@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"testing"
@@ -19,6 +20,8 @@ type countingTarget struct {
 	mu    sync.Mutex
 	calls map[string]int
 	err   error
+	// seqs are the fencing sequence numbers the target received, in order.
+	seqs []int64
 }
 
 func (c *countingTarget) do(name string) error {
@@ -27,7 +30,10 @@ func (c *countingTarget) do(name string) error {
 	c.calls[name]++
 	return c.err
 }
-func (c *countingTarget) Deploy(context.Context, spec.Target, spec.TemplateData) error {
+func (c *countingTarget) Deploy(_ context.Context, _ spec.Target, d spec.TemplateData) error {
+	c.mu.Lock()
+	c.seqs = append(c.seqs, d.Seq)
+	c.mu.Unlock()
 	return c.do("deploy")
 }
 func (c *countingTarget) Health(context.Context, spec.Target, spec.TemplateData) error {
@@ -50,23 +56,19 @@ func env(t *testing.T, a *Activities) *testsuite.TestActivityEnvironment {
 	return e
 }
 
-func TestStepRunsOncePerReleaseAndStep(t *testing.T) {
+// Activities keep no state between attempts: every attempt reaches the target with the step's fencing
+// token, and the target (not a local ledger, which another worker would not share) decides.
+func TestStepPassesTheFencingTokenOnEveryAttempt(t *testing.T) {
 	target := &countingTarget{calls: map[string]int{}}
-	a := &Activities{Targets: map[string]Target{"exec": target}, Ledger: FileLedger{Dir: t.TempDir()}}
+	a := &Activities{Targets: map[string]Target{"exec": target}}
 	e := env(t, a)
-	in := StepInput{ReleaseID: "release:a:prod/run1", Step: "deploy", Target: spec.Target{Type: "exec"}}
-	for i := 0; i < 3; i++ {
-		v, err := e.ExecuteActivity(a.Deploy, in)
+	in := StepInput{ReleaseID: "release:a:prod/run1", Step: "deploy", Target: spec.Target{Type: "exec"},
+		Data: spec.TemplateData{ReleaseID: "release:a:prod/run1", Step: "deploy", Seq: 3}}
+	for i := 0; i < 2; i++ {
+		_, err := e.ExecuteActivity(a.Deploy, in)
 		require.NoError(t, err)
-		var res StepResult
-		require.NoError(t, v.Get(&res))
-		assert.Equal(t, i > 0, res.AlreadyDone, "call %d", i)
 	}
-	assert.Equal(t, 1, target.calls["deploy"], "a retried deploy must not deploy again")
-	in.ReleaseID = "release:a:prod/run2"
-	_, err := e.ExecuteActivity(a.Deploy, in)
-	require.NoError(t, err)
-	assert.Equal(t, 2, target.calls["deploy"], "another release deploys afresh")
+	assert.Equal(t, []int64{3, 3}, target.seqs, "a retried step carries the same fencing token")
 	for i := 0; i < 2; i++ {
 		_, err := e.ExecuteActivity(a.HealthCheck, in)
 		require.NoError(t, err)
@@ -76,9 +78,9 @@ func TestStepRunsOncePerReleaseAndStep(t *testing.T) {
 
 func TestStepErrorsAreTyped(t *testing.T) {
 	target := &countingTarget{calls: map[string]int{}}
-	a := &Activities{Targets: map[string]Target{"exec": target}, Ledger: FileLedger{Dir: t.TempDir()}}
+	a := &Activities{Targets: map[string]Target{"exec": target}}
 	e := env(t, a)
-	in := StepInput{ReleaseID: "r", Step: "traffic:1:5", Target: spec.Target{Type: "exec"},
+	in := StepInput{ReleaseID: "r", Step: "traffic", Target: spec.Target{Type: "exec"},
 		Data: spec.TemplateData{Service: "checkout", Version: "v2", Environment: "prod", Percent: 5}}
 
 	target.err = errors.New("connection reset")
@@ -93,6 +95,12 @@ func TestStepErrorsAreTyped(t *testing.T) {
 	require.ErrorAs(t, err, &appErr)
 	assert.True(t, appErr.NonRetryable())
 	assert.Equal(t, ErrTypePermanent, appErr.Type())
+
+	target.err = fmt.Errorf("traffic 5 with seq 2: %w", ErrStaleWrite)
+	_, err = e.ExecuteActivity(a.SetTraffic, in)
+	require.ErrorAs(t, err, &appErr)
+	assert.True(t, appErr.NonRetryable(), "a stale write is refused for good")
+	assert.Equal(t, ErrTypeStaleWrite, appErr.Type())
 
 	in.Target.Type = "kubernetes"
 	_, err = e.ExecuteActivity(a.SetTraffic, in)

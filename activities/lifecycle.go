@@ -312,7 +312,7 @@ type ArchiveResult struct {
 func (a *Activities) ArchiveReport(ctx context.Context, in ArchiveInput) (ArchiveResult, error) {
 	// The engine metrics hear of the end here: this activity runs once at the end of every release.
 	if a.Observer != nil {
-		a.once(ctx, in.Result.ReleaseID+"/observed-end", func() { a.Observer.ReleaseEnded(in.Result) })
+		a.once(in.Result.ReleaseID+"/observed-end", func() { a.Observer.ReleaseEnded(in.Result) })
 	}
 	if a.ReportDir == "" {
 		return ArchiveResult{}, temporal.NewNonRetryableApplicationError(

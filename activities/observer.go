@@ -1,14 +1,14 @@
 package activities
 
 import (
-	"context"
+	"sync"
 
 	"github.com/shepherd-release/shepherd/record"
 )
 
 // Observer receives release events for the worker's engine metrics. Activities call it, never workflow
-// code, so nothing is counted again when a workflow replays; events that must count once per release are
-// guarded by the step ledger.
+// code, so nothing is counted again when a workflow replays. Events that count once per release are
+// deduplicated per worker process: a retry that lands on another worker after a crash can count twice.
 type Observer interface {
 	// ReleaseStarted is called once per release, when its preflight passes.
 	ReleaseStarted(service, environment string)
@@ -18,15 +18,25 @@ type Observer interface {
 	ReleaseEnded(res record.Result)
 }
 
-// once runs fn the first time key is seen by the ledger (always, without a ledger).
-func (a *Activities) once(ctx context.Context, key string, fn func()) {
-	if a.Ledger != nil {
-		if done, err := a.Ledger.Done(key); err != nil || done {
-			return
-		}
+// onceSet remembers the keys seen by once, up to onceLimit (then it starts afresh).
+type onceSet struct {
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+const onceLimit = 100_000
+
+// once runs fn the first time this worker process sees key.
+func (a *Activities) once(key string, fn func()) {
+	s := &a.observed
+	s.mu.Lock()
+	if s.seen == nil || len(s.seen) >= onceLimit {
+		s.seen = map[string]bool{}
 	}
-	fn()
-	if a.Ledger != nil {
-		_ = a.Ledger.Mark(key)
+	first := !s.seen[key]
+	s.seen[key] = true
+	s.mu.Unlock()
+	if first {
+		fn()
 	}
 }

@@ -750,7 +750,8 @@ var eventWhen = map[notify.EventKind]string{
 	notify.KindAnalysisFailed: "checks failed and the rollback starts (with the failing measurements)",
 	notify.KindRolledBack:     "the rollback finished: traffic is on the stable version",
 	notify.KindSucceeded:      "the new version is promoted",
-	notify.KindRollbackFailed: "a rollback step failed: the canary may still get traffic; act now",
+	notify.KindRollbackStuck:  "a rollback step keeps failing: the release waits in RollbackStuck for retry or acknowledge; act now",
+	notify.KindRollbackFailed: "the release ended with its rollback unfinished (acknowledged by a person)",
 	notify.KindPostMortem:     "a post-mortem record was opened (rollback, failure or a person's intervention)",
 }
 

@@ -17,9 +17,12 @@ const (
 	PhasePaused           Phase = "Paused"
 	PhasePromoting        Phase = "Promoting"
 	PhaseRollingBack      Phase = "RollingBack"
-	PhaseSucceeded        Phase = "Succeeded"
-	PhaseRolledBack       Phase = "RolledBack"
-	PhaseFailed           Phase = "Failed"
+	// PhaseRollbackStuck: a rollback step kept failing past its bounded retry time. The workflow stays
+	// open (so no new release of the service can start) until an operator sends retry or acknowledge.
+	PhaseRollbackStuck Phase = "RollbackStuck"
+	PhaseSucceeded     Phase = "Succeeded"
+	PhaseRolledBack    Phase = "RolledBack"
+	PhaseFailed        Phase = "Failed"
 )
 
 // Terminal reports whether the release has ended in this phase.
@@ -87,6 +90,12 @@ type Decision struct {
 	// Comment is the person's own words, for approvals and controls.
 	Comment      string        `json:"comment,omitempty"`
 	Measurements []Measurement `json:"measurements,omitempty"`
+	// Rounds is how many analysis rounds in a row this entry stands for: consecutive rounds with the
+	// same outcome are folded into one entry (its time and measurements are the latest round's), so a
+	// long soak does not grow the log. 0 or 1 means one round.
+	Rounds int `json:"rounds,omitempty"`
+	// Since is the time of the first round folded into this entry (set when Rounds > 1).
+	Since time.Time `json:"since,omitempty"`
 }
 
 // StageStatus describes the current stage.
@@ -130,6 +139,9 @@ type Status struct {
 	RollbackDuration time.Duration `json:"rollbackDuration,omitempty"`
 	// TrafficRestoredAfter is the time from the rollback decision until traffic was back on stable.
 	TrafficRestoredAfter time.Duration `json:"trafficRestoredAfter,omitempty"`
+	// UnrecordedRejections counts rejected control signals not written to the decision log because a
+	// stage already recorded its limit of them (a flood of bad signals must not grow the status).
+	UnrecordedRejections int `json:"unrecordedRejections,omitempty"`
 }
 
 // StagePlan is a stage of the plan and what became of it.

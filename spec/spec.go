@@ -191,7 +191,7 @@ type TemplateData struct {
 	Percent         int
 	Stage           int
 	ReleaseID       string
-	// Step names the target step being run: "deploy", "health", "traffic", "promote",
+	// Step names the target step being run: "preflight", "deploy", "health", "traffic", "promote",
 	// "rollback-traffic" or "remove-canary" ("" outside target steps).
 	Step string
 	// Seq is the step's fencing sequence number within the release: every target step the workflow

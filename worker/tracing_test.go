@@ -31,7 +31,7 @@ func TestTracingCoversWorkflowAndActivities(t *testing.T) {
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetWorkerOptions(sdkworker.Options{Interceptors: []interceptor.WorkerInterceptor{i}})
 	workflows.RegisterWorkflows(env)
-	workflows.RegisterActivities(env, &activities.Activities{Targets: Targets(), Ledger: activities.FileLedger{Dir: t.TempDir()}})
+	workflows.RegisterActivities(env, &activities.Activities{Targets: Targets()})
 	s := spec.Release{Service: "traced", Version: "v2",
 		Target: spec.Target{Type: "exec", Exec: &spec.ExecTarget{Deploy: "true", Traffic: "true", Promote: "true", Rollback: "true"}},
 		Stages: []spec.Stage{{Percent: 100, Soak: spec.Duration(time.Minute)}}, Analysis: spec.Analysis{Disabled: true}}

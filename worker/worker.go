@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -29,16 +30,20 @@ type Config struct {
 	Namespace string
 	// TaskQueue to poll; default workflows.TaskQueue.
 	TaskQueue string
-	// StateDir holds the step ledger that makes side effects happen once per release; default
-	// DefaultStateDir().
-	StateDir string
-	// Activities overrides the activity dependencies (tests); default NewActivities(StateDir).
+	// Activities overrides the activity dependencies; default the exec target only.
 	Activities *activities.Activities
+	// StopTimeout is how long a stopping worker lets running activities (release steps) finish before
+	// it cancels them; default DefaultStopTimeout.
+	StopTimeout time.Duration
 	// SkipChecks skips the namespace and search-attribute checks (tests against the test server only).
 	SkipChecks bool
 	// OnReady is called once the worker polls; optional.
 	OnReady func()
 }
+
+// DefaultStopTimeout lets a running step (a deploy, a traffic shift, a rollback step) finish when the
+// worker is stopped: long enough for the default exec command timeout.
+const DefaultStopTimeout = 5*time.Minute + 30*time.Second
 
 // DefaultStateDir is $XDG_STATE_HOME/shepherd, or ~/.local/state/shepherd.
 func DefaultStateDir() string {
@@ -58,8 +63,8 @@ func Targets() map[string]activities.Target {
 	return map[string]activities.Target{"exec": exec.Target{}}
 }
 
-// Run checks the namespace, then polls until ctx ends, then stops gracefully (in-flight activities get
-// their context cancelled; their retries run on another worker).
+// Run checks the namespace, then polls until ctx ends, then stops gracefully: it stops polling and lets
+// running activities finish for up to StopTimeout; only then are they cancelled (and retried elsewhere).
 func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if cfg.TaskQueue == "" {
 		cfg.TaskQueue = workflows.TaskQueue
@@ -67,8 +72,8 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if cfg.Namespace == "" {
 		cfg.Namespace = client.DefaultNamespace
 	}
-	if cfg.StateDir == "" {
-		cfg.StateDir = DefaultStateDir()
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
 	}
 	if !cfg.SkipChecks {
 		if err := CheckNamespace(ctx, c, cfg.Namespace); err != nil {
@@ -79,10 +84,7 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if a == nil {
 		a = &activities.Activities{Targets: Targets()}
 	}
-	if a.Ledger == nil {
-		a.Ledger = activities.FileLedger{Dir: filepath.Join(cfg.StateDir, "ledger")}
-	}
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{})
+	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.StopTimeout})
 	workflows.RegisterWorkflows(w)
 	workflows.RegisterActivities(w, a)
 	if err := w.Start(); err != nil {

@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/workflow"
 
@@ -35,7 +36,19 @@ type ControlResponse struct {
 	Message  string       `json:"message"`
 }
 
-var controls = []string{Approve, Abort, Pause, Resume}
+var controls = []string{Approve, Abort, Pause, Resume, Retry, Acknowledge}
+
+// Bounds of a control request: it is written to history and the decision log.
+const (
+	// MaxControlBy bounds "by" and "role", in bytes.
+	MaxControlBy = 128
+	// MaxControlText bounds "reason" and "comment", in bytes.
+	MaxControlText = 4096
+	// maxRecordedRejections is how many rejected signals a stage records in the decision log (with
+	// their text cut to rejectionTextCut); more are only counted (Status.UnrecordedRejections).
+	maxRecordedRejections = 20
+	rejectionTextCut      = 256
+)
 
 // registerHandlers installs the status query, the control updates (with validators) and a goroutine that
 // applies the control signals with the same validation.
@@ -65,10 +78,12 @@ func (r *release) registerHandlers(ctx workflow.Context) error {
 }
 
 var controlDescriptions = map[string]string{
-	Approve: `Approve the stage awaiting approval: {"by":"alice","comment":"...","stage":2}`,
-	Abort:   `Abort and roll back: {"by":"alice","reason":"..."}`,
-	Pause:   `Pause the soak (clock stops, traffic stays): {"by":"alice","reason":"..."}`,
-	Resume:  `Resume a paused release: {"by":"alice","comment":"..."}`,
+	Approve:     `Approve the stage awaiting approval: {"by":"alice","comment":"...","stage":2}`,
+	Abort:       `Abort and roll back: {"by":"alice","reason":"..."}`,
+	Pause:       `Pause the soak (clock stops, traffic stays): {"by":"alice","reason":"..."}`,
+	Resume:      `Resume a paused release: {"by":"alice","comment":"..."}`,
+	Retry:       `While RollbackStuck: run the failed rollback step again: {"by":"alice","comment":"..."}`,
+	Acknowledge: `While RollbackStuck: you finished the rollback by hand; end the release: {"by":"alice","reason":"..."}`,
 }
 
 // receiveSignals applies control signals for the life of the workflow; a signal that the update validator
@@ -81,8 +96,7 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 			var req ControlRequest
 			c.Receive(ctx, &req)
 			if err := r.check(name, req); err != nil {
-				d := r.decide(ctx, record.KindRejection, req.By, "%s signal rejected: %v", name, err)
-				d.Comment = req.text()
+				r.recordRejection(ctx, name, req, err)
 				return
 			}
 			r.apply(ctx, name, req)
@@ -93,11 +107,48 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 	}
 }
 
+// recordRejection logs a rejected signal, with its text cut, up to maxRecordedRejections per stage; past
+// that it only counts it, so a flood of bad signals cannot grow the status without bound.
+func (r *release) recordRejection(ctx workflow.Context, name string, req ControlRequest, err error) {
+	stage := 0
+	if r.status.Stage != nil {
+		stage = r.status.Stage.Number
+	}
+	if r.safe {
+		if r.rejections[stage] >= maxRecordedRejections {
+			r.status.UnrecordedRejections++
+			return
+		}
+		r.rejections[stage]++
+	}
+	d := r.decide(ctx, record.KindRejection, cut(req.By, MaxControlBy), "%s signal rejected: %s", name, cut(err.Error(), rejectionTextCut))
+	d.Comment = cut(req.text(), rejectionTextCut)
+}
+
+// cut shortens s to at most n bytes (on a rune boundary), marking the cut.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // check says whether a control request makes sense now; the error tells the person why not.
 func (r *release) check(name string, req ControlRequest) error {
 	phase := r.status.Phase
 	if strings.TrimSpace(req.By) == "" {
 		return fmt.Errorf(`%s needs "by": who is asking (it goes into the decision log)`, name)
+	}
+	if r.safe {
+		if len(req.By) > MaxControlBy || len(req.Role) > MaxControlBy {
+			return fmt.Errorf(`%s: "by" and "role" are limited to %d bytes`, name, MaxControlBy)
+		}
+		if len(req.Reason) > MaxControlText || len(req.Comment) > MaxControlText {
+			return fmt.Errorf(`%s: "reason" and "comment" are limited to %d bytes each`, name, MaxControlText)
+		}
 	}
 	if phase.Terminal() {
 		return fmt.Errorf("release already ended: %s (%s)", phase, r.status.Reason)
@@ -117,6 +168,14 @@ func (r *release) check(name string, req ControlRequest) error {
 			return fmt.Errorf("the release waits for sign-off by role %q; approve with \"role\": %q (got %q)", r.signoffRole, r.signoffRole, req.Role)
 		}
 	case Abort:
+		if r.safe && phase == record.PhasePromoting {
+			return fmt.Errorf("too late to abort: %s is being promoted to stable, the point of no return; to go back, "+
+				"start a release of the previous version (%s) once this one ends", r.status.Version, orNone(r.status.PreviousVersion))
+		}
+		if r.safe && phase == record.PhaseRollbackStuck {
+			return fmt.Errorf("already rolling back, and stuck: send retry to run the failed rollback step again, or acknowledge " +
+				"(with a reason) once you finished the rollback by hand")
+		}
 		if r.abortReq != nil || phase == record.PhaseRollingBack {
 			return fmt.Errorf("already rolling back (%s)", r.status.Reason)
 		}
@@ -130,6 +189,16 @@ func (r *release) check(name string, req ControlRequest) error {
 	case Resume:
 		if !r.paused {
 			return fmt.Errorf("the release is %s, not Paused; nothing to resume", phase)
+		}
+	case Retry, Acknowledge:
+		if phase != record.PhaseRollbackStuck {
+			return fmt.Errorf("the release is %s; %s applies only while RollbackStuck", phase, name)
+		}
+		if r.stuckReq != nil {
+			return fmt.Errorf("%s by %s already accepted", r.stuckCtl, r.stuckReq.By)
+		}
+		if name == Acknowledge && strings.TrimSpace(req.Reason) == "" {
+			return fmt.Errorf(`acknowledge needs "reason": what you did by hand to finish the rollback (it goes into the report)`)
 		}
 	default:
 		return fmt.Errorf("unknown control %q", name)
@@ -165,9 +234,19 @@ func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) s
 			r.pauseCause += ": " + req.Reason
 		}
 		msg = "pause accepted; the soak clock stops and traffic stays at " + fmt.Sprint(r.status.TrafficPercent) + "%"
+		if r.shiftingTo >= 0 {
+			msg = fmt.Sprintf("pause accepted; the traffic shift to %d%% in flight completes, then the soak clock stops "+
+				"and traffic stays at %d%%", r.shiftingTo, r.shiftingTo)
+		}
 	case Resume:
 		r.paused = false
 		msg = "resume accepted"
+	case Retry:
+		r.stuckReq, r.stuckCtl = &req, Retry
+		msg = "retry accepted; running the failed rollback step again"
+	case Acknowledge:
+		r.stuckReq, r.stuckCtl = &req, Acknowledge
+		msg = "acknowledged; the release ends Failed with the rollback recorded as finished by hand"
 	}
 	d := r.decide(ctx, record.KindControl, req.By, "%s by %s: %s", name, req.By, msg)
 	d.Comment = req.text()

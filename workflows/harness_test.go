@@ -19,18 +19,34 @@ import (
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-// fakeTarget records every side effect in order and can be told to fail a step.
+// fakeTarget records every side effect in order and can be told to fail a step or to run a hook in it.
 type fakeTarget struct {
 	mu    sync.Mutex
 	calls []string
+	// seqs are the fencing sequence numbers of the calls, in the same order.
+	seqs []int64
 	// failures maps a call name ("deploy", "rollback", "traffic 25") to the error it returns.
 	failures map[string]error
+	// hooks maps a call name to code run in the call before it is recorded (it may block, send signals,
+	// or return an error); the call is recorded when the hook returns, as a write that landed.
+	hooks map[string]func(ctx context.Context) error
 }
 
-func (f *fakeTarget) do(name string) error {
+func (f *fakeTarget) do(ctx context.Context, name string, d spec.TemplateData) error {
+	f.mu.Lock()
+	hook := f.hooks[name]
+	f.mu.Unlock()
+	var hookErr error
+	if hook != nil {
+		hookErr = hook(ctx)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, name)
+	f.seqs = append(f.seqs, d.Seq)
+	if hookErr != nil {
+		return hookErr
+	}
 	return f.failures[name]
 }
 
@@ -40,20 +56,37 @@ func (f *fakeTarget) Calls() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func (f *fakeTarget) Deploy(_ context.Context, _ spec.Target, d spec.TemplateData) error {
-	return f.do("deploy " + d.Version)
+// fail sets (err != nil) or clears the failure of a call, safely while the workflow runs.
+func (f *fakeTarget) fail(name string, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		delete(f.failures, name)
+		return
+	}
+	f.failures[name] = err
 }
-func (f *fakeTarget) Health(context.Context, spec.Target, spec.TemplateData) error {
-	return f.do("health")
+
+func (f *fakeTarget) hook(name string, fn func(ctx context.Context) error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hooks[name] = fn
 }
-func (f *fakeTarget) SetTraffic(_ context.Context, _ spec.Target, d spec.TemplateData) error {
-	return f.do(fmt.Sprintf("traffic %d", d.Percent))
+
+func (f *fakeTarget) Deploy(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(ctx, "deploy "+d.Version, d)
 }
-func (f *fakeTarget) Promote(context.Context, spec.Target, spec.TemplateData) error {
-	return f.do("promote")
+func (f *fakeTarget) Health(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(ctx, "health", d)
 }
-func (f *fakeTarget) Rollback(context.Context, spec.Target, spec.TemplateData) error {
-	return f.do("rollback")
+func (f *fakeTarget) SetTraffic(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(ctx, fmt.Sprintf("traffic %d", d.Percent), d)
+}
+func (f *fakeTarget) Promote(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(ctx, "promote", d)
+}
+func (f *fakeTarget) Rollback(ctx context.Context, _ spec.Target, d spec.TemplateData) error {
+	return f.do(ctx, "rollback", d)
 }
 
 // fakeMetrics answers every query from a script: value(check, percent, round) per evaluation.
@@ -115,13 +148,12 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(log.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: testLogLevel()}))))
 	h := &harness{t: t, env: suite.NewTestWorkflowEnvironment(), spec: s,
-		target: &fakeTarget{failures: map[string]error{}}, metrics: &fakeMetrics{value: healthy},
+		target: &fakeTarget{failures: map[string]error{}, hooks: map[string]func(context.Context) error{}}, metrics: &fakeMetrics{value: healthy},
 		reportDir: t.TempDir()}
 	RegisterWorkflows(h.env)
 	RegisterActivities(h.env, &activities.Activities{
 		Targets:   map[string]activities.Target{"exec": h.target},
 		Metrics:   h.metrics.factory,
-		Ledger:    activities.FileLedger{Dir: t.TempDir()},
 		ReportDir: h.reportDir,
 	})
 	h.env.SetTestTimeout(30 * time.Second)

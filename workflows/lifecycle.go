@@ -23,6 +23,7 @@ const (
 	eventRolledBack     = "rolledBack"
 	eventSucceeded      = "succeeded"
 	eventRollbackFailed = "rollbackFailed"
+	eventRollbackStuck  = "rollbackStuck"
 	eventPostMortem     = "postMortem"
 )
 
@@ -123,12 +124,13 @@ func (r *release) setFlags(ctx workflow.Context, percent int, why string) error 
 		return nil
 	}
 	if !r.saga.has("flags off") {
-		r.saga.push(compensation{name: "flags off", activity: ActivitySetFlags, input: r.flagsInput(0)})
+		r.saga.push(compensation{name: "flags off", activity: ActivitySetFlags, input: func() any { return r.flagsInput(0) }})
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout:    heartbeatTimeout,
-		RetryPolicy:         forwardRetry,
+		RetryPolicy:         ForwardRetry,
+		WaitForCancellation: r.safe,
 		Summary:             fmt.Sprintf("Flags %s: %d%%", strings.Join(f.Names, ", "), percent),
 	})
 	if err := workflow.ExecuteActivity(actx, ActivitySetFlags, r.flagsInput(percent)).Get(actx, nil); err != nil {

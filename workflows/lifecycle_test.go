@@ -42,7 +42,7 @@ func newReceiver(t *testing.T, h *harness) *receiver {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
-		_ = h.target.do(fmt.Sprintf("flags %d", body.Percent))
+		_ = h.target.do(r.Context(), fmt.Sprintf("flags %d", body.Percent), spec.TemplateData{})
 	})
 	mux.HandleFunc("/hook", func(w http.ResponseWriter, r *http.Request) {
 		var ev struct {

@@ -15,6 +15,10 @@ const (
 	Abort   = "abort"
 	Pause   = "pause"
 	Resume  = "resume"
+	// Retry and Acknowledge apply only while RollbackStuck: retry runs the failed rollback step again;
+	// acknowledge (with a reason) records that a person finished the rollback by hand and ends the release.
+	Retry       = "retry"
+	Acknowledge = "acknowledge"
 
 	// StatusQuery returns a record.Status.
 	StatusQuery = "status"

@@ -21,12 +21,14 @@ import (
 const (
 	// ErrTypeInvalidSpec: the spec failed validation or was started under the wrong workflow ID.
 	ErrTypeInvalidSpec = "InvalidSpec"
-	// ErrTypeRollbackFailed: a compensation failed after its retries; a person must finish the rollback.
+	// ErrTypeRollbackFailed: the rollback did not finish (a person acknowledged finishing it by hand, or
+	// a release started by older code gave up after its retries).
 	ErrTypeRollbackFailed = "RollbackFailed"
 )
 
 // Release is the Release workflow. It returns the final record (phase Succeeded or RolledBack); a release
-// whose rollback failed returns an ApplicationError of type RollbackFailed carrying the record as details.
+// whose rollback could not be finished returns an ApplicationError of type RollbackFailed carrying the
+// record as details.
 func Release(ctx workflow.Context, in spec.Release) (record.Result, error) {
 	r := newRelease(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
@@ -39,11 +41,53 @@ func Release(ctx workflow.Context, in spec.Release) (record.Result, error) {
 	return res, err
 }
 
+// Versioning. A change to the commands a release issues must not change what an already running release
+// does on replay: the new behaviour is gated by workflow.GetVersion, and the committed histories of both
+// the old and the new code replay in TestReplayRecordedHistories. Every check of r.safe below is such a
+// gate (docs/architecture.md, "Changing the workflow").
+const (
+	// changeSafeBoundaries resolves the spec once (a recorded side effect), waits for a cancelled step
+	// before compensating, holds pauses at every boundary, rejects abort while promoting, and parks a
+	// failing rollback in RollbackStuck instead of giving up.
+	changeSafeBoundaries = "safe-boundaries"
+)
+
+// resolvedSpec is the spec as the release runs it: defaults applied and validation done once, when the
+// release starts. It is recorded in history, so a later change of a default or of a validation rule does
+// not change what a running release does.
+type resolvedSpec struct {
+	Spec spec.Release `json:"spec"`
+	// Invalid is the validation error, "" when the spec is valid.
+	Invalid string `json:"invalid,omitempty"`
+}
+
+func resolve(in spec.Release) resolvedSpec {
+	s := in.WithDefaults()
+	if err := activities.ValidateSpec(s); err != nil {
+		return resolvedSpec{Spec: s, Invalid: err.Error()}
+	}
+	return resolvedSpec{Spec: s}
+}
+
 // release is the workflow's state; handlers and the status query read it.
 type release struct {
-	spec   spec.Release
+	spec spec.Release
+	// invalid is the validation error recorded when the release started ("" when valid).
+	invalid string
+	// safe is true for releases started by code with the safe-boundaries change (changeSafeBoundaries).
+	safe   bool
 	logger log.Logger
 	status record.Status
+
+	// seq is the fencing sequence number of the last target step started (spec.TemplateData.Seq).
+	seq int64
+	// shiftingTo is the traffic percent of a shift in flight, -1 when none.
+	shiftingTo int
+	// stuckReq is the retry or acknowledge that ends a RollbackStuck wait; stuckCtl says which.
+	stuckReq *ControlRequest
+	stuckCtl string
+	// rejections counts rejected signals per stage (0: before the first stage).
+	rejections map[int]int
 
 	// fwdCtx carries every forward step; abort cancels it so a running step or wait stops at once.
 	fwdCtx     workflow.Context
@@ -68,8 +112,18 @@ type release struct {
 
 func newRelease(ctx workflow.Context, in spec.Release) *release {
 	info := workflow.GetInfo(ctx)
-	s := in.WithDefaults()
-	r := &release{spec: s}
+	var rs resolvedSpec
+	safe := workflow.GetVersion(ctx, changeSafeBoundaries, workflow.DefaultVersion, 1) >= 1
+	if safe {
+		enc := workflow.SideEffect(ctx, func(workflow.Context) any { return resolve(in) })
+		if err := enc.Get(&rs); err != nil {
+			rs = resolvedSpec{Spec: in.WithDefaults(), Invalid: "reading the resolved spec: " + err.Error()}
+		}
+	} else {
+		rs = resolve(in)
+	}
+	s := rs.Spec
+	r := &release{spec: s, invalid: rs.Invalid, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
 	r.status = record.Status{
 		ReleaseID:       info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		WorkflowID:      info.WorkflowExecution.ID,
@@ -136,7 +190,11 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 	rbErr := r.rollback(ctx, reason)
 	switch {
 	case rbErr != nil:
-		msg := fmt.Sprintf("rollback failed after %s: %v; finish it by hand (see docs/runbooks.md)", reason, rbErr)
+		msg := fmt.Sprintf("rollback not finished after %s: %v; finish it by hand (see docs/runbooks.md)", reason, rbErr)
+		var ack errRollbackAcknowledged
+		if errors.As(rbErr, &ack) {
+			msg = fmt.Sprintf("rollback after %s did not finish: %s; %s", reason, ack.failure, ack.describe())
+		}
 		r.rollbackFailed = true
 		r.finish(ctx, record.PhaseFailed, msg)
 		r.afterwards(ctx, evidence)
@@ -155,8 +213,8 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 // validate runs the spec validation (the same as the CLI's and the starter's) and checks the workflow ID
 // that enforces one active release per service and environment.
 func (r *release) validate(ctx workflow.Context) error {
-	if err := activities.ValidateSpec(r.spec); err != nil {
-		return err
+	if r.invalid != "" {
+		return errors.New(r.invalid)
 	}
 	want := spec.WorkflowID(r.spec.Service, r.spec.Environment)
 	if got := workflow.GetInfo(ctx).WorkflowExecution.ID; got != want {
@@ -179,7 +237,7 @@ func (r *release) forward(ctx workflow.Context) error {
 
 	r.setPhase(ctx, record.PhaseDeploying, "deploying %s beside the stable version at 0%% traffic", r.spec.Version)
 	// The canary's removal is registered before deploy runs: a deploy aborted half-way still gets cleaned up.
-	r.saga.push(compensation{name: "remove canary", activity: ActivityRollback, input: r.stepInput("rollback", 0)})
+	r.saga.push(compensation{name: "remove canary", activity: ActivityRollback, input: func() any { return r.stepInput("remove-canary", 0) }})
 	if err := r.execStep(ctx, ActivityDeploy, "deploy", "Deploy "+r.spec.Version+" beside stable at 0%", 0); err != nil {
 		return err
 	}
@@ -198,13 +256,28 @@ func (r *release) forward(ctx workflow.Context) error {
 		}
 	}
 
+	if err := r.holdIfPaused(ctx); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil { // aborted or cancelled in the same instant the last stage passed
+		return err
+	}
 	r.setPhase(ctx, record.PhasePromoting, "all stages passed; promoting %s", r.spec.Version)
-	if err := r.execStep(ctx, ActivityPromote, "promote", "Promote "+r.spec.Version+" to stable", 0); err != nil {
+	// Promotion is the point of no return: abort is refused from here on, and neither an abort that raced
+	// it nor a cancellation of the workflow stops the promote step half-way.
+	pctx := ctx
+	if r.safe {
+		pctx, _ = workflow.NewDisconnectedContext(ctx)
+	}
+	if err := r.execStep(pctx, ActivityPromote, "promote", "Promote "+r.spec.Version+" to stable", 0); err != nil {
 		return err
 	}
 	r.saga.clear()
 	r.decide(ctx, record.KindStep, "", "promoted %s to stable", r.spec.Version)
-	if err := r.setFlags(ctx, 100, "fully on at promote"); err != nil {
+	if r.safe && ctx.Err() != nil {
+		r.decide(ctx, record.KindNotice, "", "the workflow was cancelled during promotion; the promotion stands (past the point of no return)")
+	}
+	if err := r.setFlags(pctx, 100, "fully on at promote"); err != nil {
 		// The version is stable already; flags lagging behind is reported, not rolled back.
 		r.decide(ctx, record.KindNotice, "", "turning flags fully on failed after promotion: %s", describeError(err))
 	}

@@ -331,25 +331,6 @@ func TestCancellationStillRunsCompensations(t *testing.T) {
 	assert.Equal(t, []string{"deploy v2", "health", "traffic 1", "traffic 5", "traffic 0", "rollback"}, h.target.Calls())
 }
 
-func TestRollbackStepFailingEndsFailedLoudly(t *testing.T) {
-	h := newHarness(t, baseSpec())
-	h.target.failures["health"] = errors.New("canary answers 503")
-	h.target.failures["rollback"] = errors.New("cluster API unreachable")
-	_, err := h.run()
-	var appErr *temporal.ApplicationError
-	require.ErrorAs(t, err, &appErr)
-	assert.Equal(t, ErrTypeRollbackFailed, appErr.Type())
-	assert.Contains(t, appErr.Message(), "rollback failed after step failed: health check of checkout v2 in production failed: canary answers 503")
-	assert.Contains(t, appErr.Message(), "remove canary: rollback of checkout v2 in production failed: cluster API unreachable")
-	var res record.Result
-	require.NoError(t, appErr.Details(&res))
-	assert.Equal(t, record.PhaseFailed, res.Phase)
-	calls := h.target.Calls()
-	assert.Equal(t, 12, count(calls, "health"), "health is retried by its policy")
-	assert.Equal(t, 10, count(calls, "rollback"), "rollback is retried by its policy before giving up")
-	assert.NotContains(t, calls, "promote")
-}
-
 func TestFailedStepRollsBack(t *testing.T) {
 	h := newHarness(t, baseSpec())
 	h.target.failures["traffic 25"] = errors.New("load balancer refused the weight")

@@ -25,6 +25,9 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 			return err
 		}
 	}
+	if err := r.holdIfPaused(ctx); err != nil {
+		return err
+	}
 	r.setPhase(ctx, record.PhaseProgressing, "stage %d/%d: shifting %d%% of traffic to %s",
 		i+1, len(r.spec.Stages), st.Percent, r.spec.Version)
 	if err := r.setTraffic(ctx, st.Percent); err != nil {
@@ -50,10 +53,12 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 func (r *release) setTraffic(ctx workflow.Context, percent int) error {
 	if !r.saga.has("traffic to stable") {
 		r.saga.push(compensation{name: "traffic to stable", activity: ActivitySetTraffic,
-			input: r.stepInput("rollback-traffic", 0), restoresTraffic: true})
+			input: func() any { return r.stepInput("rollback-traffic", 0) }, restoresTraffic: true})
 	}
-	step := fmt.Sprintf("traffic:%d:%d", r.status.Stage.Number, percent)
-	if err := r.execStep(ctx, ActivitySetTraffic, step, fmt.Sprintf("Traffic: %d%% to %s", percent, r.spec.Version), percent); err != nil {
+	r.shiftingTo = percent
+	err := r.execStep(ctx, ActivitySetTraffic, "traffic", fmt.Sprintf("Traffic: %d%% to %s", percent, r.spec.Version), percent)
+	r.shiftingTo = -1
+	if err != nil {
 		return err
 	}
 	r.status.TrafficPercent = percent
@@ -108,7 +113,9 @@ func (r *release) soak(ctx workflow.Context, st spec.Stage) error {
 	lastPassed := r.spec.Analysis.Disabled
 	r.checks.reset()
 	stage.SoakStartedAt = workflow.Now(ctx)
-	for remaining > 0 || !lastPassed {
+	// A pause accepted at any instant, even during the last measurement, holds the stage: it never
+	// passes while paused.
+	for remaining > 0 || !lastPassed || (r.safe && r.paused) {
 		if r.paused {
 			if err := r.holdWhilePaused(ctx); err != nil {
 				return err
@@ -168,6 +175,15 @@ func (r *release) soakTimerSummary(st spec.Stage, remaining, wait time.Duration)
 		return fmt.Sprintf("Soak %d%% for %s", st.Percent, remaining)
 	}
 	return fmt.Sprintf("Soak %d%%: next analysis in %s (%s left)", st.Percent, wait, remaining)
+}
+
+// holdIfPaused holds the release while it is paused: the gate before every point where the release moves
+// on (a traffic shift, a stage passing, promotion).
+func (r *release) holdIfPaused(ctx workflow.Context) error {
+	if !r.safe || !r.paused {
+		return nil
+	}
+	return r.holdWhilePaused(ctx)
 }
 
 // holdWhilePaused parks the release in Paused until resumed (or aborted, which cancels ctx).

@@ -282,7 +282,6 @@ func (s *DemoStack) startWorker(ctx context.Context) error {
 	go func() {
 		s.workerDone <- worker.Run(wctx, s.Client, worker.Config{
 			Namespace:  client.DefaultNamespace,
-			StateDir:   filepath.Join(s.StateDir, "worker"),
 			Activities: newActivities(filepath.Join(s.StateDir, "reports"), logger),
 			OnReady:    func() { close(ready) },
 		})

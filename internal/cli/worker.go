@@ -39,13 +39,15 @@ type workerFlags struct {
 	reportDir   string
 	metricsAddr string
 	tracing     string
+	stopTimeout time.Duration
 }
 
 func (f *workerFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.logFormat, "log-format", "json", `log format: "json" or "console"`)
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "directory of the step ledger (side effects once per release)")
-	cmd.Flags().StringVar(&f.reportDir, "report-dir", defaultReportDir(), "where release reports and post-mortem records are archived")
+	cmd.Flags().StringVar(&f.stateDir, "state-dir", worker.DefaultStateDir(), "this worker's local files: archived reports (unless --report-dir); nothing a release depends on")
+	cmd.Flags().StringVar(&f.reportDir, "report-dir", os.Getenv("SHEPHERD_REPORT_DIR"), "where release reports and post-mortem records are archived (default <state-dir>/reports)")
+	cmd.Flags().DurationVar(&f.stopTimeout, "stop-timeout", worker.DefaultStopTimeout, "on SIGTERM, how long running release steps may finish before they are cancelled and retried elsewhere")
 	cmd.Flags().StringVar(&f.metricsAddr, "metrics-addr", envOr("SHEPHERD_METRICS_ADDR", "127.0.0.1:9464"),
 		`serve /metrics, /healthz and /readyz here ("off" disables)`)
 	cmd.Flags().StringVar(&f.tracing, "tracing", envOr("SHEPHERD_TRACING", worker.TracingOff),
@@ -93,12 +95,21 @@ func envOr(name, def string) string {
 	return def
 }
 
-// defaultReportDir is $SHEPHERD_REPORT_DIR, or reports/ in the default state directory.
+// defaultReportDir is $SHEPHERD_REPORT_DIR, or reports/ in the default state directory: where
+// `shepherd report` looks, matching a worker started with default flags.
 func defaultReportDir() string {
 	if d := os.Getenv("SHEPHERD_REPORT_DIR"); d != "" {
 		return d
 	}
 	return filepath.Join(worker.DefaultStateDir(), "reports")
+}
+
+// reportDirOf is --report-dir, or reports/ in the worker's state directory.
+func (f *workerFlags) reportDirOf() string {
+	if f.reportDir != "" {
+		return f.reportDir
+	}
+	return filepath.Join(f.stateDir, "reports")
 }
 
 // workerTargets is every deploy target this build serves: those of the worker library plus the local
@@ -164,7 +175,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 	}
 	defer c.Close()
 	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "stateDir", f.stateDir,
-		"reportDir", f.reportDir, "metricsAddr", f.metricsAddr)
+		"reportDir", f.reportDirOf(), "metricsAddr", f.metricsAddr)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -198,12 +209,12 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 			})
 		}()
 	}
-	acts := newActivities(f.reportDir, logger)
+	acts := newActivities(f.reportDirOf(), logger)
 	acts.Observer = tel.Observer()
 	err = worker.Run(ctx, c, worker.Config{
-		Namespace:  namespace(opts),
-		StateDir:   f.stateDir,
-		Activities: acts,
+		Namespace:   namespace(opts),
+		Activities:  acts,
+		StopTimeout: f.stopTimeout,
 		OnReady: func() {
 			polling.Store(true)
 			logger.Info("Worker polling", "taskQueue", "shepherd")

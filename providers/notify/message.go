@@ -47,6 +47,9 @@ var DefaultTemplates = map[EventKind]string{
 		"the new version may still be serving traffic." +
 		"{{with .Message}}\nError: {{.}}{{end}}" +
 		"{{with .Evidence}}\nEvidence:\n{{evidence .}}{{end}}" + footer,
+	KindRollbackStuck: "🚨 Rollback STUCK: " + what + at + ". A rollback step keeps failing; nothing after it runs " +
+		"until a person sends retry (after fixing the cause) or acknowledge (after finishing it by hand)." +
+		"{{with .Message}}\nError: {{.}}{{end}}" + footer,
 	KindPostMortem: "📝 Post-mortem needed: " + what + "." +
 		"{{with .Message}}\n{{.}}{{end}}" + footer,
 }

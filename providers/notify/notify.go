@@ -48,13 +48,14 @@ const (
 	KindRolledBack     EventKind = "rolledBack"
 	KindSucceeded      EventKind = "succeeded"
 	KindRollbackFailed EventKind = "rollbackFailed"
+	KindRollbackStuck  EventKind = "rollbackStuck"
 	KindPostMortem     EventKind = "postMortem"
 )
 
 // Kinds lists every event kind, in the order they usually happen.
 var Kinds = []EventKind{
 	KindStarted, KindStageEntered, KindApprovalNeeded, KindAnalysisFailed,
-	KindRolledBack, KindSucceeded, KindRollbackFailed, KindPostMortem,
+	KindRolledBack, KindSucceeded, KindRollbackStuck, KindRollbackFailed, KindPostMortem,
 }
 
 // Known reports whether k is one of Kinds.
