@@ -20,7 +20,8 @@ import (
 //     converges to the same state, e.g. restarts a canary that died) and the answer says repeat;
 //   - a newer Seq is applied and recorded;
 //   - a token of another release supersedes the current release (releases of one service run one after
-//     another: v2, then v3), and from then on writes of the superseded release are refused as stale.
+//     another: v2, then v3) once its change succeeds, and from then on writes of the superseded release
+//     are refused as stale.
 //
 // Writes without a token (bootstrap, a manual call, a release started before fencing existed) are applied
 // as before and leave the fencing state alone.
@@ -193,7 +194,9 @@ func (c *controller) change(ctx context.Context, name string, w write, op func(c
 	defer c.lockOp(name)()
 	c.mu.Lock()
 	outcome := OutcomeApplied
+	var prev *FenceState
 	if svc := c.services[name]; svc != nil {
+		prev = svc.Fence
 		next, o, err := admit(svc.Fence, w)
 		if err != nil {
 			c.journalLocked(svc, w, o, err)
@@ -220,6 +223,11 @@ func (c *controller) change(ctx context.Context, name string, w write, op func(c
 	}
 	if err != nil {
 		outcome = OutcomeFailed
+		if prev != nil && svc.Fence != nil && svc.Fence.ReleaseID != prev.ReleaseID {
+			// A release takes over only by a change that happened: a failed one (e.g. a conflicting
+			// deploy) must not lock out the release that is still running here.
+			svc.Fence = prev
+		}
 	} else if svc.Fence != nil && w.fence.Fenced() && svc.Fence.ReleaseID == w.fence.ReleaseID && svc.Fence.Seq == w.fence.Seq {
 		svc.Fence.Done = true
 	}

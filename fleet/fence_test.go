@@ -262,14 +262,36 @@ func TestNextReleaseSupersedes(t *testing.T) {
 	if !strings.Contains(msg, first) || !strings.Contains(msg, second) || !strings.Contains(msg, "moved on") {
 		t.Errorf("refusal of the superseded release does not name both releases: %q", msg)
 	}
+	// A third release whose first change fails (another canary runs) does not take over.
+	code, data := h.fenced(svc, "deploy", "v4", nil, Fence{"release:demo:staging/run-1", 1, "deploy"})
+	if code != http.StatusConflict || strings.Contains(string(data), CodeStaleWrite) {
+		t.Fatalf("deploy of v4 beside canary v3: %d %s", code, data)
+	}
 	h.mustChange(svc, "traffic", "v3", pct(0), Fence{second, 2, "rollback-traffic"})
 	h.mustChange(svc, "rollback", "v3", nil, Fence{second, 3, "remove-canary"})
 	// An unfenced write (a person with curl) still works and leaves the fence alone.
-	code, data := h.call(http.MethodPost, "/v1/services/"+svc+"/traffic", TrafficRequest{Version: "v3", Percent: 0})
+	code, data = h.call(http.MethodPost, "/v1/services/"+svc+"/traffic", TrafficRequest{Version: "v3", Percent: 0})
 	if code != http.StatusOK {
 		t.Fatalf("unfenced traffic: %d %s", code, data)
 	}
 	if f := h.get(svc).Fence; f.ReleaseID != second || f.Seq != 3 || len(f.Superseded) != 1 || f.Superseded[0] != first {
 		t.Errorf("fence: %+v", f)
+	}
+}
+
+func TestJournalIsBounded(t *testing.T) {
+	h := startFleet(t, Config{})
+	st := h.op("busy", "bootstrap", VersionRequest{Version: "v1"})
+	killOnCleanup(t, pids(st)...)
+	res := h.mustChange("busy", "deploy", "v2", nil, Fence{"r", 1, "deploy"})
+	killOnCleanup(t, pids(res.ServiceState)...)
+	for seq := int64(2); seq < MaxJournal+10; seq++ {
+		h.mustChange("busy", "traffic", "v2", pct(int(seq%100)), Fence{"r", seq, "traffic"})
+	}
+	j := h.journal("busy")
+	last := j.Entries[len(j.Entries)-1]
+	if len(j.Entries) != MaxJournal || last.Seq != MaxJournal+9 || j.Entries[0].Seq != 10 {
+		t.Errorf("journal after %d writes: %d entries, seq %d to %d; want the newest %d", MaxJournal+10, len(j.Entries),
+			j.Entries[0].Seq, last.Seq, MaxJournal)
 	}
 }
