@@ -135,7 +135,7 @@ func TestFenceScript(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "fence.sh"), script, 0o644))
 	cmds := spec.ExecTarget{
-		Deploy:   `. ./fence.sh >> fence.out && echo "deploy $SHEPHERD_STEP_SEQ" >> changes`,
+		Deploy:   `. ./fence.sh >> fence.out && [ "$SHEPHERD_VERSION" != bad ] && echo "deploy $SHEPHERD_STEP_SEQ" >> changes`,
 		Traffic:  `. ./fence.sh && echo "traffic {{.Percent}} $SHEPHERD_STEP_SEQ" >> changes`,
 		Rollback: `. ./fence.sh && echo "rollback $SHEPHERD_STEP_SEQ" >> changes`,
 		Env:      map[string]string{"FENCE_DIR": filepath.Join(dir, "fence")},
@@ -160,12 +160,19 @@ func TestFenceScript(t *testing.T) {
 	// The next release starts over at seq 1; the first one's late writes are refused from then on.
 	require.NoError(t, Target{}.Deploy(ctx, cfg, step(second, "deploy", 1, 0)))
 	require.ErrorIs(t, Target{}.Rollback(ctx, cfg, step(first, "remove-canary", 5, 0)), activities.ErrStaleWrite)
+	// A third release whose step fails does not take over: the second one carries on.
+	bad := step("release:checkout:prod/run-3", "deploy", 1, 0)
+	bad.Version = "bad"
+	err = Target{}.Deploy(ctx, cfg, bad)
+	require.Error(t, err)
+	require.NotErrorIs(t, err, activities.ErrStaleWrite)
+	require.NoError(t, Target{}.SetTraffic(ctx, cfg, step(second, "traffic", 2, 10)), "a failed step of another release locked this one out")
 	// Seq 0 (no token) is not fenced.
 	require.NoError(t, Target{}.SetTraffic(ctx, cfg, step("", "", 0, 0)))
 
 	out, err := os.ReadFile(filepath.Join(dir, "changes"))
 	require.NoError(t, err)
-	assert.Equal(t, "deploy 1\ndeploy 1\ntraffic 5 2\ntraffic 0 4\nrollback 5\ndeploy 1\ntraffic 0 0\n", string(out))
+	assert.Equal(t, "deploy 1\ndeploy 1\ntraffic 5 2\ntraffic 0 4\nrollback 5\ndeploy 1\ntraffic 10 2\ntraffic 0 0\n", string(out))
 	said, err := os.ReadFile(filepath.Join(dir, "fence.out"))
 	require.NoError(t, err)
 	assert.Equal(t, "repeat: deploy seq 1 was taken before; applying it again, idempotently\n", string(said))

@@ -2,8 +2,8 @@
 # It exits 79 (stale, refused) when SHEPHERD_STEP_SEQ is older than the newest seq this service has taken
 # from the same release, or when the release is one the service has moved on from; it prints "repeat"
 # when the same step runs again (a retry) and lets it converge again. The lock is held until the step's
-# shell exits, so the check and the change are one. FENCE_DIR must live where the change lands (the host
-# or system you deploy to), not on the worker: a retry may run on another worker.
+# shell exits, so the check and the change are one. A retry may run on another worker, so FENCE_DIR must
+# be shared by every worker that runs the service's steps (a file system with working flock), never local.
 f="${FENCE_DIR:?set FENCE_DIR}/$SHEPHERD_SERVICE"
 mkdir -p "$FENCE_DIR" && exec 9>>"$f.lock" && flock 9 || exit 1
 if [ "${SHEPHERD_STEP_SEQ:-0}" -gt 0 ]; then                  # 0: no token (a release from before fencing)
@@ -16,6 +16,10 @@ if [ "${SHEPHERD_STEP_SEQ:-0}" -gt 0 ]; then                  # 0: no token (a r
   if [ "$rel" = "$SHEPHERD_RELEASE_ID" ] && [ "$SHEPHERD_STEP_SEQ" -eq "$seq" ]; then
     echo "repeat: $SHEPHERD_STEP seq $seq was taken before; applying it again, idempotently"
   fi
-  [ -z "$rel" ] || [ "$rel" = "$SHEPHERD_RELEASE_ID" ] || echo "$rel" >> "$f.superseded"
-  echo "$SHEPHERD_RELEASE_ID $SHEPHERD_STEP_SEQ" > "$f.tmp" && mv "$f.tmp" "$f"
+  fence_take() { echo "$SHEPHERD_RELEASE_ID $SHEPHERD_STEP_SEQ" > "$f.tmp" && mv "$f.tmp" "$f"; }
+  if [ -z "$rel" ] || [ "$rel" = "$SHEPHERD_RELEASE_ID" ]; then
+    fence_take                                        # taken before the change: older attempts are now stale
+  else                                                # another release takes over only if its step succeeds
+    trap 'st=$?; [ $st -ne 0 ] || { echo "$rel" >> "$f.superseded"; fence_take; }; exit $st' EXIT
+  fi
 fi
