@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -146,8 +147,12 @@ func TestMeasureTurnsEveryProblemIntoAnErrorNotAFailure(t *testing.T) {
 	assert.Equal(t, "query returned NaN", ms[2].Error)
 	assert.InDelta(t, 0.25, *ms[3].Baseline, 1e-9, "baseline is the same query for the previous version")
 	assert.Equal(t, 0.1, ms[3].BaselineMaxRelativeIncrease)
-	for _, m := range ms {
-		assert.Empty(t, m.Verdict, "the workflow judges, not the activity")
+	// Judged when taken, so the verdict is recorded in history with the measurement; problems are
+	// inconclusive, never a failure.
+	want := []record.Verdict{record.Pass, record.Inconclusive, record.Inconclusive, record.Fail}
+	for i, m := range ms {
+		assert.Equal(t, want[i], m.Verdict, m.Check)
+		assert.NotEmpty(t, m.Reason, m.Check)
 		assert.Equal(t, 2, m.Stage)
 	}
 }

@@ -21,8 +21,9 @@ type MeasureInput struct {
 	Data       spec.TemplateData `json:"data"`
 }
 
-// MeasureResult holds one measurement per check, in check order. Verdicts are left empty: the workflow
-// decides, so the decision is deterministic and replayable.
+// MeasureResult holds one judged measurement per check, in check order. Each is judged here, with the
+// pure record.Assess, when it is taken: the verdict travels in the activity's result and so is recorded in
+// history, and a later change of Assess cannot change what a running release already decided on replay.
 type MeasureResult struct {
 	Measurements []record.Measurement `json:"measurements"`
 }
@@ -71,10 +72,10 @@ func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResul
 				meas.Baseline = finite(bv)
 			}
 		}
+		meas.Verdict, meas.Reason = record.Assess(meas)
 		out.Measurements[i] = meas
 		if a.Observer != nil {
-			verdict, _ := record.Assess(meas)
-			a.Observer.Measured(in.Data.Service, in.Data.Environment, verdict)
+			a.Observer.Measured(in.Data.Service, in.Data.Environment, meas.Verdict)
 		}
 		if activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, i)

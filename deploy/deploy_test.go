@@ -144,7 +144,7 @@ func loadRules(t *testing.T) ruleFile {
 // The alerts the brief asks for, by what they watch; renaming one is fine, losing one is not.
 var requiredAlerts = []string{
 	"ServiceErrorRateHigh", "ServiceLatencyP99High", "ShepherdReleaseAwaitingApprovalTooLong",
-	"ShepherdReleasePausedTooLong", "ShepherdRollbackFailed", "ShepherdWorkerDown", "ShepherdNoWorkers",
+	"ShepherdReleasePausedTooLong", "ShepherdRollbackFailed", "ShepherdRollbackStuck", "ShepherdWorkerDown", "ShepherdNoWorkers",
 	"ShepherdWorkerNotPolling",
 }
 

@@ -812,15 +812,15 @@ func (p *planner) communication() {
 				ids[i] = fmt.Sprintf("#%d", c)
 			}
 			to = strings.Join(ids, ", ")
-		} else if k == notify.KindRollbackFailed || (k == notify.KindApprovalNeeded && gated) {
+		} else if k == notify.KindRollbackStuck || (k == notify.KindApprovalNeeded && gated) {
 			to = "**none**"
 		}
 		rows = append(rows, []string{code(string(k)), eventWhen[k], to})
 	}
 	m.table([]string{"Event", "Sent when", "Channels"}, rows)
 	if len(d.Notifications) > 0 {
-		if len(channelsFor(d, notify.KindRollbackFailed)) == 0 {
-			m.warn("No channel receives `rollbackFailed`, the one event that needs a person at once.")
+		if len(channelsFor(d, notify.KindRollbackStuck)) == 0 {
+			m.warn("No channel receives `rollbackStuck`, the one event that needs a person at once.")
 		}
 		if gated && len(channelsFor(d, notify.KindApprovalNeeded)) == 0 {
 			m.warn("This release waits for people, but no channel receives `approvalNeeded`: tell the approvers yourself.")

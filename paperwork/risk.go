@@ -8,6 +8,7 @@ import (
 	"github.com/shepherd-release/shepherd/providers/flags"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/workflows"
 )
 
 // Level grades a likelihood, an impact or a rating.
@@ -222,13 +223,14 @@ func rollbackRisk(d spec.Release) Risk {
 		why = "The exec `traffic` and `rollback` commands depend on the worker hosts' tools, credentials and network."
 	}
 	why += " If they fail, the canary may keep its traffic with no automation left to remove it."
-	if len(channelsFor(d, notify.KindRollbackFailed)) == 0 {
-		why += " No notification channel receives `rollbackFailed`: only the ShepherdRollbackFailed alert tells anyone."
+	if len(channelsFor(d, notify.KindRollbackStuck)) == 0 {
+		why += " No notification channel receives `rollbackStuck`: only the ShepherdRollbackStuck alert tells anyone."
 	}
 	r.Why = why
-	r.Mitigation = "Each rollback step is retried 10 times on a context that cancellation cannot reach; traffic goes " +
-		"to stable first; a failed step does not stop the next one. The release ends Failed with a post-mortem " +
-		"record, and the runbook has the by-hand rollback."
+	r.Mitigation = fmt.Sprintf("Rollback steps run on a context that cancellation cannot reach and retry with capped backoff "+
+		"and no attempt limit; traffic goes to stable first and nothing after a failing step runs. After %s of "+
+		"failures the release waits in RollbackStuck (open, so no new release of the service starts) for `retry` or "+
+		"`acknowledge`; the runbook has the by-hand rollback.", workflows.RollbackStuckAfter)
 	return r
 }
 
@@ -342,7 +344,8 @@ func workerRisk(d spec.Release) Risk {
 	}
 	r.Why += " While no worker runs, analysis and automatic rollback stop and the canary keeps its traffic."
 	r.Mitigation = "State and timers are durable in Temporal: another worker continues at the same point. Steps " +
-		"are idempotent per release and step, so a retry never deploys twice. Run at least two workers; alerts " +
+		"carry a fencing token (release ID + a sequence number that only grows) and targets are idempotent per step, so " +
+		"a retry on another worker repeats nothing and a late write is refused. Run at least two workers; alerts " +
 		"ShepherdWorkerDown and ShepherdNoWorkers."
 	return r
 }
@@ -365,7 +368,8 @@ func flagRisk(d spec.Release) Risk {
 	r.Why += fmt.Sprintf(" A failed update of %s rolls the release back; a failed turn-off during a rollback may "+
 		"leave them on.", plural(len(f.Names), "flag", "flags"))
 	r.Mitigation = "Flags are created off at deploy; writes are absolute, so retries are safe. On rollback, " +
-		"traffic goes to stable before flags are turned off, and a failed flag step does not stop the canary's removal."
+		"traffic goes to stable before flags are turned off; a flag step that keeps failing holds the rollback in " +
+		"RollbackStuck (canary at 0% traffic) until a person sends retry or acknowledge."
 	return r
 }
 
@@ -399,7 +403,7 @@ func notifyRisk(d spec.Release) Risk {
 		return r
 	}
 	var missing []string
-	for _, k := range []notify.EventKind{notify.KindRollbackFailed, notify.KindRolledBack} {
+	for _, k := range []notify.EventKind{notify.KindRollbackStuck, notify.KindRolledBack} {
 		if len(channelsFor(d, k)) == 0 {
 			missing = append(missing, code(string(k)))
 		}

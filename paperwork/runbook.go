@@ -259,7 +259,14 @@ func (b *runbook) execRollback() []string {
 	var common []string
 	for _, kv := range traffic.Env() {
 		k, v, _ := strings.Cut(kv, "=")
-		if k == "SHEPHERD_PERCENT" || k == "SHEPHERD_STAGE" {
+		switch k {
+		case "SHEPHERD_PERCENT", "SHEPHERD_STAGE":
+			continue
+		case "SHEPHERD_STEP":
+			v = "manual-rollback"
+		case "SHEPHERD_STEP_SEQ":
+			// Newer than any step Shepherd ran, so a target that fences refuses Shepherd's late writes, not these.
+			common = append(common, k+`="$(date +%s)"`)
 			continue
 		}
 		common = append(common, k+"="+shword(v))

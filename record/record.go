@@ -3,7 +3,10 @@
 // and the report, notifications and dashboards read it. Pure data; no Temporal imports.
 package record
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Phase is where a release is in its life.
 type Phase string
@@ -95,7 +98,15 @@ type Decision struct {
 	// long soak does not grow the log. 0 or 1 means one round.
 	Rounds int `json:"rounds,omitempty"`
 	// Since is the time of the first round folded into this entry (set when Rounds > 1).
-	Since time.Time `json:"since,omitempty"`
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Text is the message, with the number of rounds it stands for when several were folded into it.
+func (d Decision) Text() string {
+	if d.Rounds > 1 {
+		return fmt.Sprintf("%s (%d rounds in a row since %s UTC)", d.Message, d.Rounds, d.Since.UTC().Format(time.TimeOnly))
+	}
+	return d.Message
 }
 
 // StageStatus describes the current stage.

@@ -187,7 +187,7 @@ func (w *mdWriter) timeline(res record.Result, heading string) {
 	}
 	rows := make([][]string, len(res.Decisions))
 	for i, d := range res.Decisions {
-		what := d.Message
+		what := d.Text()
 		if d.Comment != "" {
 			what += " — “" + d.Comment + "”"
 		}

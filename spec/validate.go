@@ -61,6 +61,7 @@ func (r Release) Validate() error {
 	validateStages(&p, r.Stages)
 	validateAnalysis(&p, r.Analysis, r.PreviousVersion)
 	validateLifecycle(&p, r)
+	validateBounds(&p, r)
 	if len(p) == 0 {
 		return nil
 	}
@@ -195,6 +196,9 @@ func validateAnalysis(p *problems, a Analysis, previousVersion string) {
 			p.add(path+".query", "required")
 		}
 		checkTemplate(p, path+".query", c.Query)
+		if len(c.Query) > MaxQueryBytes {
+			p.add(path+".query", "is %d bytes; at most %d", len(c.Query), MaxQueryBytes)
+		}
 		if c.Max == nil && c.Min == nil && c.Baseline == nil {
 			p.add(path, "needs a threshold: max, min or baseline")
 		}

@@ -112,9 +112,9 @@ func Status(ctx context.Context, c client.Client, service, env, runID string) (r
 func Control(ctx context.Context, c client.Client, service, env, name string, req workflows.ControlRequest) (workflows.ControlResponse, error) {
 	var resp workflows.ControlResponse
 	switch name {
-	case workflows.Approve, workflows.Abort, workflows.Pause, workflows.Resume:
+	case workflows.Approve, workflows.Abort, workflows.Pause, workflows.Resume, workflows.Retry, workflows.Acknowledge:
 	default:
-		return resp, fmt.Errorf("unknown control %q: want approve, abort, pause or resume", name)
+		return resp, fmt.Errorf("unknown control %q: want approve, abort, pause, resume, retry or acknowledge", name)
 	}
 	id := spec.WorkflowID(service, env)
 	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{

@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -254,4 +256,46 @@ func TestControlRequestsAreBounded(t *testing.T) {
 			assert.LessOrEqual(t, len(d.Comment), rejectionTextCut+len("…"))
 		}
 	}
+}
+
+// The status and the result stay well under Temporal's 2 MiB payload limit for the largest release the
+// validator accepts, even when every round's outcome differs from the one before (nothing folds).
+func TestLargestAcceptedReleaseKeepsItsResultSmall(t *testing.T) {
+	s := baseSpec()
+	s.Analysis.Interval = spec.Duration(time.Second)
+	s.Analysis.FailureLimit = 2
+	s.Stages = []spec.Stage{{Percent: 100, Soak: spec.Duration(time.Second)}}
+	for i := 0; i < spec.MaxChecks; i++ {
+		limit := 0.5
+		q := fmt.Sprintf("check_%02d{", i) + strings.Repeat("x", spec.MaxQueryBytes-20) + "}"
+		s.Analysis.Checks = append(s.Analysis.Checks, spec.Check{Name: fmt.Sprintf("check-%02d", i), Query: q, Max: &limit})
+	}
+	// The longest soak that still validates.
+	for soak := time.Second; ; soak += 10 * time.Second {
+		s.Stages[0].Soak = spec.Duration(soak)
+		if s.WithDefaults().Validate() != nil {
+			s.Stages[0].Soak = spec.Duration(soak - 10*time.Second)
+			break
+		}
+	}
+	d := s.WithDefaults()
+	require.NoError(t, d.Validate())
+	t.Logf("largest release: %d rounds of %d checks, estimated %d history events", d.AnalysisRounds(), len(d.Analysis.Checks), d.HistoryEstimate())
+
+	h := newHarness(t, s)
+	h.env.SetTestTimeout(5 * time.Minute)
+	h.metrics.value = func(_ string, _, round int) (float64, error) {
+		if round%2 == 0 {
+			return 1, nil // fails, below the failure limit: "Watching"
+		}
+		return 0.1, nil
+	}
+	res, err := h.run()
+	require.NoError(t, err)
+	require.Equal(t, record.PhaseSucceeded, res.Phase)
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	t.Logf("result: %d decisions, %d bytes", len(res.Decisions), len(b))
+	assert.Greater(t, len(decisionsOf(res, record.KindAnalysis)), d.AnalysisRounds()/2, "rounds did not alternate")
+	assert.Less(t, len(b), 1<<20, "the result must stay well under Temporal's 2 MiB payload limit")
 }

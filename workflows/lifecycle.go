@@ -208,11 +208,25 @@ func (r *release) afterwards(ctx workflow.Context, evidence []record.Measurement
 			r.notify(dctx, eventRollbackFailed, r.status.Reason, evidence)
 		}
 	}
-	if report.NeedsPostMortem(r.status) {
+	if r.needsPostMortem(dctx) {
 		r.notify(dctx, eventPostMortem, r.status.Reason, evidence)
 	}
 	_ = workflow.Await(dctx, func() bool { return r.notifications == 0 })
 	r.archive(dctx)
+}
+
+// needsPostMortem asks report.NeedsPostMortem through a recorded side effect: its answer decides whether a
+// notification is sent, so a later change of that rule must not change a running release on replay.
+func (r *release) needsPostMortem(ctx workflow.Context) bool {
+	if !r.safe {
+		return report.NeedsPostMortem(r.status)
+	}
+	var needs bool
+	status := r.status
+	if err := workflow.SideEffect(ctx, func(workflow.Context) any { return report.NeedsPostMortem(status) }).Get(&needs); err != nil {
+		r.logger.Warn("Reading the post-mortem decision failed", "error", err)
+	}
+	return needs
 }
 
 func (r *release) tag(ctx workflow.Context) {

@@ -59,21 +59,25 @@ type resolvedSpec struct {
 	Spec spec.Release `json:"spec"`
 	// Invalid is the validation error, "" when the spec is valid.
 	Invalid string `json:"invalid,omitempty"`
+	// WorkflowID is the ID a release of this service and environment must run under.
+	WorkflowID string `json:"workflowID"`
 }
 
 func resolve(in spec.Release) resolvedSpec {
 	s := in.WithDefaults()
+	rs := resolvedSpec{Spec: s, WorkflowID: spec.WorkflowID(s.Service, s.Environment)}
 	if err := activities.ValidateSpec(s); err != nil {
-		return resolvedSpec{Spec: s, Invalid: err.Error()}
+		rs.Invalid = err.Error()
 	}
-	return resolvedSpec{Spec: s}
+	return rs
 }
 
 // release is the workflow's state; handlers and the status query read it.
 type release struct {
 	spec spec.Release
-	// invalid is the validation error recorded when the release started ("" when valid).
-	invalid string
+	// invalid is the validation error recorded when the release started ("" when valid); wantID the
+	// workflow ID the release must run under, resolved at the same time.
+	invalid, wantID string
 	// safe is true for releases started by code with the safe-boundaries change (changeSafeBoundaries).
 	safe   bool
 	logger log.Logger
@@ -97,7 +101,7 @@ type release struct {
 	pauseCause string
 	approval   *ControlRequest
 	saga       saga
-	checks     *analysisState
+	checks     *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
 	signoffRole string
 	// notifications counts notifications still being delivered.
@@ -123,7 +127,10 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 		rs = resolve(in)
 	}
 	s := rs.Spec
-	r := &release{spec: s, invalid: rs.Invalid, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
+	if rs.WorkflowID == "" {
+		rs.WorkflowID = spec.WorkflowID(s.Service, s.Environment)
+	}
+	r := &release{spec: s, invalid: rs.Invalid, wantID: rs.WorkflowID, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
 	r.status = record.Status{
 		ReleaseID:       info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		WorkflowID:      info.WorkflowExecution.ID,
@@ -143,7 +150,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)
 	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
-	r.checks = newAnalysisState(s.Analysis)
+	r.checks = record.NewStreaks(s.Analysis.FailureLimit, s.Analysis.InconclusiveLimit)
 	return r
 }
 
@@ -216,7 +223,7 @@ func (r *release) validate(ctx workflow.Context) error {
 	if r.invalid != "" {
 		return errors.New(r.invalid)
 	}
-	want := spec.WorkflowID(r.spec.Service, r.spec.Environment)
+	want := r.wantID
 	if got := workflow.GetInfo(ctx).WorkflowExecution.ID; got != want {
 		return fmt.Errorf("workflow ID %q: a release of %s in %s must run as workflow ID %q, which keeps "+
 			"one active release per service and environment (temporal workflow start --workflow-id %q ...)",

@@ -111,7 +111,7 @@ func (r *release) soak(ctx workflow.Context, st spec.Stage) error {
 	remaining := st.Soak.D()
 	interval := r.spec.Analysis.Interval.D()
 	lastPassed := r.spec.Analysis.Disabled
-	r.checks.reset()
+	r.checks.Reset()
 	stage.SoakStartedAt = workflow.Now(ctx)
 	// A pause accepted at any instant, even during the last measurement, holds the stage: it never
 	// passes while paused.
@@ -195,7 +195,7 @@ func (r *release) holdWhilePaused(ctx workflow.Context) error {
 	if err := workflow.Await(ctx, func() bool { return !r.paused }); err != nil {
 		return err
 	}
-	r.checks.reset()
+	r.checks.Reset()
 	r.setPhase(ctx, record.PhaseProgressing, "resumed stage %d with %s of soak left", r.status.Stage.Number, r.status.Stage.SoakRemaining)
 	return nil
 }
@@ -238,12 +238,68 @@ func (r *release) analyse(ctx workflow.Context) (record.Verdict, string, error) 
 		res.Measurements = unavailable(a.Checks, r.status.Stage.Number, workflow.Now(ctx), describeError(err))
 	}
 	for i := range res.Measurements {
-		res.Measurements[i].Verdict, res.Measurements[i].Reason = record.Assess(res.Measurements[i])
+		if m := &res.Measurements[i]; m.Verdict == "" { // judged by the workflow before verdicts were recorded
+			m.Verdict, m.Reason = record.Assess(*m)
+		}
 	}
 	r.status.Latest = res.Measurements
-	overall, reason := r.checks.observe(res.Measurements)
-	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", summarize(overall, reason, res.Measurements))
-	d.Measurements = res.Measurements
+	overall, reason := r.checks.Observe(res.Measurements)
+	r.recordAnalysis(ctx, overall, reason, res.Measurements)
 	r.publishDetails(ctx)
 	return overall, reason, nil
+}
+
+// maxEvidenceRounds is how many of the latest analysis entries keep their measurements in the decision
+// log; older entries keep their one-line summary (and Status.Latest always has the newest values).
+const maxEvidenceRounds = 20
+
+// maxAnalysisMessage bounds one analysis entry's summary line, in bytes.
+const maxAnalysisMessage = 512
+
+// recordAnalysis logs one analysis round. A round with the same outcome as the entry before it (same
+// overall verdict, same verdict per check, same stage) is folded into that entry, so a long soak costs
+// one entry per change of course instead of one per round; the status stays small for any release.
+func (r *release) recordAnalysis(ctx workflow.Context, overall record.Verdict, reason string, ms []record.Measurement) {
+	msg := cut(summarize(overall, reason, ms), maxAnalysisMessage)
+	if n := len(r.status.Decisions); n > 0 {
+		last := &r.status.Decisions[n-1]
+		if last.Kind == record.KindAnalysis && last.Stage == r.status.Stage.Number && last.Phase == r.status.Phase &&
+			sameOutcome(last.Measurements, ms) && overall != record.Fail && overall != record.Inconclusive {
+			if last.Rounds < 2 {
+				last.Since, last.Rounds = last.Time, 1
+			}
+			last.Rounds++
+			last.Time, last.Message, last.Measurements = workflow.Now(ctx), msg, ms
+			return
+		}
+	}
+	// Older entries keep their evidence without the queries (Status.Latest and the spec have them), and
+	// only the latest maxEvidenceRounds entries keep evidence at all.
+	kept := 0
+	for i := len(r.status.Decisions) - 1; i >= 0; i-- {
+		if d := &r.status.Decisions[i]; d.Kind == record.KindAnalysis && d.Measurements != nil {
+			if kept++; kept >= maxEvidenceRounds {
+				d.Measurements = nil
+				continue
+			}
+			for j := range d.Measurements {
+				d.Measurements[j].Query = ""
+			}
+		}
+	}
+	d := r.decide(ctx, record.KindAnalysis, "shepherd", "%s", msg)
+	d.Measurements = ms
+}
+
+// sameOutcome reports whether two rounds gave every check the same verdict.
+func sameOutcome(a, b []record.Measurement) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Check != b[i].Check || a[i].Verdict != b[i].Verdict {
+			return false
+		}
+	}
+	return true
 }

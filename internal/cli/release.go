@@ -219,6 +219,7 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	seen := 0
 	var last string
 	var lastPrinted time.Time
+	stuckHinted := false
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -237,6 +238,15 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 			if seen < len(st.Decisions) {
 				renderDecisions(g.stdout, st.Decisions[seen:])
 				seen = len(st.Decisions)
+			}
+			if st.Phase == record.PhaseRollbackStuck && !stuckHinted {
+				stuckHinted = true
+				fmt.Fprintf(g.stdout, "\nThe rollback is stuck and waits for you (docs/runbooks.md#rollback-stuck):\n"+
+					"  after fixing the cause:           shepherd retry %s --env %s\n"+
+					"  after finishing it by hand:       shepherd acknowledge %s --env %s --reason \"what you did\"\n\n",
+					svc, env, svc, env)
+			} else if st.Phase != record.PhaseRollbackStuck {
+				stuckHinted = false
 			}
 			// A progress line when something other than the countdown changed, or every 30 s.
 			key := progressLine(st, time.Time{})
@@ -282,7 +292,9 @@ var controlHelp = map[string]struct{ short, long, example string }{
 		`  shepherd approve checkout --stage 3 --comment "dashboards look fine"
   shepherd approve checkout --role qa --comment "regression suite green"`},
 	workflows.Abort: {"Abort the release and roll it back",
-		"Abort in any phase: traffic goes back to stable at once, then the canary is removed.",
+		"Abort in any phase but Promoting: traffic goes back to stable, then the canary is removed. A step in\n" +
+			"flight is stopped first (a few seconds at most). Promotion is the point of no return: to go back\n" +
+			"after it, start a release of the previous version.",
 		`  shepherd abort checkout --reason "error budget burning"`},
 	workflows.Pause: {"Pause the soak: the clock stops, traffic stays where it is",
 		"Pause while a stage soaks. Analysis stops; resume continues with the soak time that was left.",
@@ -290,6 +302,15 @@ var controlHelp = map[string]struct{ short, long, example string }{
 	workflows.Resume: {"Resume a paused release",
 		"Resume a release paused by a person or by inconclusive analysis; the failure counters start afresh.",
 		`  shepherd resume checkout --comment "Prometheus is back"`},
+	workflows.Retry: {"Run the failed rollback step again (release in RollbackStuck)",
+		"A rollback step kept failing, so the release waits in RollbackStuck with nothing after that step run\n" +
+			"(the canary is never removed while it may still take traffic). Fix the cause, then retry: the\n" +
+			"step runs again, with its retries, and the rollback continues.",
+		`  shepherd retry checkout --comment "load balancer API is back"`},
+	workflows.Acknowledge: {"End a stuck rollback that you finished by hand (release in RollbackStuck)",
+		"Record that you finished the rollback by hand (say what you did in --reason) and end the release:\n" +
+			"it closes Failed with your name and reason in the report. Nothing more runs on the target.",
+		`  shepherd acknowledge checkout --reason "set weights to 0 and deleted checkout-canary by hand"`},
 }
 
 func newControlCmd(g *globals, name string) *cobra.Command {

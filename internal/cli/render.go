@@ -88,7 +88,7 @@ func renderDecisions(w io.Writer, ds []record.Decision) {
 		if d.Stage > 0 {
 			stage = fmt.Sprintf(" stage %d", d.Stage)
 		}
-		fmt.Fprintf(w, "%s %-10s%s%s %s\n", d.Time.UTC().Format("15:04:05"), d.Kind, stage, who, d.Message)
+		fmt.Fprintf(w, "%s %-10s%s%s %s\n", d.Time.UTC().Format("15:04:05"), d.Kind, stage, who, d.Text())
 		if d.Comment != "" {
 			fmt.Fprintf(w, "           “%s”\n", d.Comment)
 		}

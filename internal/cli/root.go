@@ -107,6 +107,7 @@ Connection settings come from the Temporal CLI's environment and profiles
 	root.AddCommand(
 		newValidateCmd(g), newStartCmd(g), newStatusCmd(g), newWatchCmd(g), newHistoryCmd(g), newListCmd(g),
 		newControlCmd(g, "approve"), newControlCmd(g, "abort"), newControlCmd(g, "pause"), newControlCmd(g, "resume"),
+		newControlCmd(g, "retry"), newControlCmd(g, "acknowledge"),
 		newWorkerCmd(g), newDevCmd(g),
 	)
 	for _, extra := range extraCommands {

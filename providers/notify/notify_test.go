@@ -125,6 +125,12 @@ func TestSlackMessagePerKind(t *testing.T) {
 		}, "🚨 Rollback FAILED: checkout 1.4.0 in production at stage 4 (50% of traffic). Manual intervention " +
 			"required: the new version may still be serving traffic.\n" +
 			"Error: traffic step: exit status 1: kubectl: connection refused" + ids},
+		{KindRollbackStuck, func(e *Event) {
+			e.Stage, e.Percent = 4, 50
+			e.Message = `rollback step "traffic to stable" failed: kubectl: connection refused`
+		}, "🚨 Rollback STUCK: checkout 1.4.0 in production at stage 4 (50% of traffic). A rollback step keeps failing; " +
+			"nothing after it runs until a person sends retry (after fixing the cause) or acknowledge (after finishing it by hand).\n" +
+			"Error: rollback step \"traffic to stable\" failed: kubectl: connection refused" + ids},
 		{KindPostMortem, func(e *Event) { e.Message = "Record: reports/checkout/production/rel-42.postmortem.md" },
 			"📝 Post-mortem needed: checkout 1.4.0 in production.\nRecord: reports/checkout/production/rel-42.postmortem.md" + ids},
 	}

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	historypb "go.temporal.io/api/history/v1"
+
+	"github.com/shepherd-release/shepherd/internal/cli"
+	"github.com/shepherd-release/shepherd/internal/testenv"
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// Boundaries that Temporal's test environment cannot reproduce (it resolves a cancelled activity at once,
+// whatever WaitForCancellation says), on a real server: an abort while a step is in flight, and a worker
+// stopped while a step runs.
+
+// slowCommand is a step that signals its start by creating started, then takes 1.5 s before its write
+// lands (appending line to log): long enough for an abort to arrive while it runs, shorter than the time a
+// cancellation takes to reach a running step (it travels in a heartbeat's answer).
+func slowCommand(started, line, log string) string {
+	return "touch " + shellQuote(started) + "; sleep 1.5; echo " + shellQuote(line) + " >> " + shellQuote(log)
+}
+
+// abortWhenStarted sends an abort as soon as the slow step has started.
+func (e *tenv) abortWhenStarted(t *testing.T, svc, started string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "the slow step to start", func() (bool, string) {
+		_, err := os.Stat(started)
+		return err == nil, "not started"
+	})
+	wantExit(t, e.shepherdCLI("abort", svc, "--by", "ci", "--reason", "abort mid-step"), cli.ExitOK)
+}
+
+// TestAbortDuringATrafficShiftWaitsForIt: the rollback starts only once the shift in flight has stopped,
+// so its late write can't land after traffic went back to stable (25 % on a removed canary).
+func TestAbortDuringATrafficShiftWaitsForIt(t *testing.T) {
+	const svc = "e2e-abort-shift"
+	t.Parallel()
+	e, _, log := newReleaseEnv(t, svc)
+	started := filepath.Join(t.TempDir(), "started")
+	r := execRelease(svc, log, stage(10, time.Second), stage(25, time.Minute), stage(100, time.Second))
+	r.Target.Exec.Traffic = `{{if eq .Percent 25}}` + slowCommand(started, "traffic 25", log) +
+		`{{else}}echo "traffic {{.Percent}}" >> ` + shellQuote(log) + `{{end}}`
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
+	e.abortWhenStarted(t, svc, started)
+
+	res := e.waitResult(svc, 60*time.Second)
+	if res.Phase != record.PhaseRolledBack {
+		t.Fatalf("result: %s", describe(res))
+	}
+	time.Sleep(2 * time.Second) // a write that was not waited for would land by now
+	wantLines(t, log, "deploy v2", "health v2", "traffic 10", "traffic 25", "traffic 0", "rollback v2")
+}
+
+// TestAbortDuringDeployWaitsForIt: the canary's removal runs after the deploy in flight has stopped, so
+// a deploy finishing late does not leave a canary behind a release that says RolledBack.
+func TestAbortDuringDeployWaitsForIt(t *testing.T) {
+	const svc = "e2e-abort-deploy"
+	t.Parallel()
+	e, _, log := newReleaseEnv(t, svc)
+	started := filepath.Join(t.TempDir(), "started")
+	r := execRelease(svc, log, stage(100, time.Second))
+	r.Target.Exec.Deploy = slowCommand(started, "deploy v2", log)
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
+	e.abortWhenStarted(t, svc, started)
+
+	res := e.waitResult(svc, 60*time.Second)
+	if res.Phase != record.PhaseRolledBack {
+		t.Fatalf("result: %s", describe(res))
+	}
+	time.Sleep(2 * time.Second)
+	wantLines(t, log, "deploy v2", "rollback v2")
+}
+
+// TestWorkerStopLetsARunningStepFinish: SIGTERM while a deploy runs stops the worker's polling, but the
+// deploy is not killed: it finishes on that worker (first attempt) before the worker exits, and the
+// release goes on with another worker.
+func TestWorkerStopLetsARunningStepFinish(t *testing.T) {
+	const svc = "e2e-graceful-stop"
+	t.Parallel()
+	e := newEnv(t, svc)
+	id := spec.WorkflowID(svc, envName)
+	log := filepath.Join(t.TempDir(), "release.log")
+	e.terminateOnCleanup(t, id)
+	first := e.startWorker(t.TempDir())
+	started := filepath.Join(t.TempDir(), "started")
+	r := execRelease(svc, log, stage(100, time.Second))
+	r.Target.Exec.Deploy = "touch " + shellQuote(started) + "; sleep 3; echo 'deploy {{.Version}}' >> " + shellQuote(log)
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
+	eventually(t, 30*time.Second, "the deploy to start", func() (bool, string) {
+		_, err := os.Stat(started)
+		return err == nil, "not started"
+	})
+	if err := first.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker did not stop within 30 s of SIGTERM")
+	}
+	first.forget()
+	// The deploy finished on the stopping worker before it exited.
+	wantLines(t, log, "deploy v2")
+
+	e.startWorker(t.TempDir())
+	res := e.waitResult(svc, 60*time.Second)
+	if res.Phase != record.PhaseSucceeded {
+		t.Fatalf("result: %s", describe(res))
+	}
+	wantLines(t, log, "deploy v2", "health v2", "traffic 100", "promote v2")
+	h := e.history(t, id, "")
+	if pids := activityWorkers(h, "Deploy"); len(pids) != 1 || pids[0] != first.pid() {
+		t.Errorf("Deploy completed on workers %v, want once on the stopping worker %d", pids, first.pid())
+	}
+	if n := lastAttempt(h, "Deploy"); n != 1 {
+		t.Errorf("Deploy completed on attempt %d, want 1 (not killed and retried)", n)
+	}
+}
+
+// lastAttempt is the attempt number of the first activityType activity's completed attempt.
+func lastAttempt(h *historypb.History, activityType string) int32 {
+	var scheduled int64
+	for _, e := range h.Events {
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == activityType {
+			scheduled = e.GetEventId()
+			break
+		}
+	}
+	for _, e := range h.Events {
+		if a := e.GetActivityTaskStartedEventAttributes(); a != nil && a.GetScheduledEventId() == scheduled {
+			return a.GetAttempt()
+		}
+	}
+	return 0
+}
+
+// TestHistoryStaysWithinItsEstimate: spec.HistoryEstimate, which the validator bounds so that no accepted
+// release nears Temporal's history limits, is an upper bound of what a real release records. The release
+// uses every building block the estimate counts: a pre-release check, analysis rounds against a real
+// Prometheus, an approval gate, flags, two notification channels, a git tag.
+func TestHistoryStaysWithinItsEstimate(t *testing.T) {
+	const svc = "e2e-history-size"
+	t.Parallel()
+	e, id, log := newReleaseEnv(t, svc)
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{ScrapeInterval: time.Second})
+	hook := &webhook{keys: map[string]bool{}}
+	srv := httptest.NewServer(hook)
+	defer srv.Close()
+	repo := t.TempDir()
+	for _, args := range [][]string{{"init", "-q"}, {"-c", "user.name=ci", "-c", "user.email=ci@example.invalid", "commit", "-q", "--allow-empty", "-m", "rc"}} {
+		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+
+	s := execRelease(svc, log, gated(50, 6*time.Second), stage(100, 6*time.Second))
+	limit := 0.01
+	s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Prometheus: &spec.Prometheus{Address: prom},
+		Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}, {Name: "latency", Query: "vector(0.002)", Max: &limit}}}
+	s.Prechecks = []spec.Precheck{{Name: "ready", Exec: &spec.ExecPrecheck{Command: "echo ok", Expect: "ok"}}}
+	s.Flags = &spec.Flags{Names: []string{"new-checkout"}, Provider: spec.FlagProvider{Type: "flagd-file", Path: filepath.Join(t.TempDir(), "flags.json")}}
+	s.Notifications = []spec.Notification{{Type: "webhook", URL: srv.URL}, {Type: "webhook", URL: srv.URL + "/second"}}
+	s.Tag = &spec.Tag{Repo: repo}
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
+	e.waitStatus(svc, "the approval gate", func(st record.Status) bool { return st.Phase == record.PhaseAwaitingApproval })
+	wantExit(t, e.shepherdCLI("approve", svc, "--stage", "1"), cli.ExitOK)
+	res := e.waitResult(svc, 90*time.Second)
+	if res.Phase != record.PhaseSucceeded {
+		t.Fatalf("result: %s", describe(res))
+	}
+
+	d := s.WithDefaults()
+	events := len(e.history(t, id, "").Events)
+	est := d.HistoryEstimate()
+	t.Logf("history: %d events for %d analysis rounds; estimate %d", events, d.AnalysisRounds(), est)
+	if events > est {
+		t.Errorf("the history has %d events, more than the estimate %d: the validator's bound is not safe", events, est)
+	}
+	if events < est*6/10 {
+		t.Errorf("the history has %d events, far below the estimate %d: the estimate is too loose to be useful", events, est)
+	}
+}

@@ -1,0 +1,121 @@
+package spec
+
+import (
+	"fmt"
+	"time"
+)
+
+// Bounds of a release spec. A release runs as one Temporal workflow whose history Temporal terminates at
+// 51,200 events (warning from 10,240) without running any rollback, and whose status and result must stay
+// well under the 2 MiB payload limit; these bounds keep every release the validator accepts inside both.
+const (
+	MaxStages        = 20
+	MaxChecks        = 20
+	MaxPrechecks     = 20
+	MaxNotifications = 10
+	// MaxQueryBytes bounds a check's query template.
+	MaxQueryBytes = 4096
+	// MinInterval is the shortest analysis interval.
+	MinInterval = time.Second
+	// MaxHistoryEvents bounds HistoryEstimate: the events the plan itself needs. It leaves room under
+	// Temporal's 10,240-event warning for what people add at run time (each control request, pause and
+	// resume costs a few events).
+	MaxHistoryEvents = 8000
+)
+
+// History cost of the workflow's building blocks, in events, measured on a real server (e2e
+// TestHistoryStaysWithinItsEstimate checks the estimate is an upper bound).
+const (
+	// eventsPerActivity: scheduled, started, completed, and the workflow task that follows (3).
+	eventsPerActivity = 6
+	// eventsPerRound is one analysis round: timer started and fired, a workflow task, the Measure
+	// activity, another workflow task.
+	eventsPerRound = 11
+	// eventsPerTimer: timer started and fired, and a workflow task.
+	eventsPerTimer = 5
+	// eventsFixed covers the start, the version and side-effect markers, search-attribute upserts of
+	// every phase change, the close, and slack.
+	eventsFixed = 40
+)
+
+// AnalysisRounds is how many analysis rounds the plan takes at the least: one per interval of every
+// stage's soak (0 with analysis disabled). Pauses add rounds at run time.
+func (r Release) AnalysisRounds() int {
+	if r.Analysis.Disabled || r.Analysis.Interval <= 0 {
+		return 0
+	}
+	n := 0
+	for _, st := range r.Stages {
+		n += int((st.Soak.D() + r.Analysis.Interval.D() - 1) / r.Analysis.Interval.D())
+	}
+	return n
+}
+
+// HistoryEstimate is an upper estimate of the history events a release of this plan records when nobody
+// intervenes, from start to close, whether it promotes or rolls back. Call it on a spec after
+// WithDefaults.
+func (r Release) HistoryEstimate() int {
+	channels := len(r.Notifications)
+	notify := channels * eventsPerActivity
+	n := eventsFixed
+	n += notify                               // started
+	n += 3 * eventsPerActivity                // preflight, deploy, health
+	n += len(r.Prechecks) * eventsPerActivity // checks (a sign-off is a signal and a timer instead: fewer)
+	n += len(r.Prechecks) * (notify + eventsPerTimer)
+	flags := 0
+	if r.Flags != nil {
+		flags = eventsPerActivity
+	}
+	n += flags // created off at deploy
+	for _, st := range r.Stages {
+		n += eventsPerActivity + flags + notify + 1 // traffic, flags, stageEntered, upsert
+		if st.Approval {
+			n += eventsPerTimer + notify + 4 // gate timer, approvalNeeded, the approve update or signal
+		}
+		if r.Analysis.Disabled {
+			n += eventsPerTimer
+		}
+	}
+	n += r.AnalysisRounds() * eventsPerRound
+	// The end: promote and flags on, or the rollback's three steps (+ analysisFailed); then the tag,
+	// two terminal notifications and the archived report.
+	n += 3*eventsPerActivity + notify
+	n += 2*eventsPerActivity + 2*notify
+	return n
+}
+
+// validateBounds checks the spec against the bounds above.
+func validateBounds(p *problems, r Release) {
+	for _, b := range []struct {
+		path   string
+		n, max int
+	}{
+		{"stages", len(r.Stages), MaxStages},
+		{"analysis.checks", len(r.Analysis.Checks), MaxChecks},
+		{"prechecks", len(r.Prechecks), MaxPrechecks},
+		{"notifications", len(r.Notifications), MaxNotifications},
+	} {
+		if b.n > b.max {
+			p.add(b.path, "%d given; at most %d", b.n, b.max)
+		}
+	}
+	if !r.Analysis.Disabled && r.Analysis.Interval > 0 && r.Analysis.Interval.D() < MinInterval {
+		p.add("analysis.interval", "must be at least %s, got %s", MinInterval, r.Analysis.Interval)
+	}
+	if len(*p) > 0 {
+		return // the estimate means little for a plan with other problems
+	}
+	if est := r.HistoryEstimate(); est > MaxHistoryEvents {
+		p.add("stages", "this plan needs about %d workflow history events (%d analysis rounds at %s); at most %d fit "+
+			"a release safely. Use a longer analysis.interval or shorter soaks: e.g. a 24h soak needs an interval of "+
+			"at least %s", est, r.AnalysisRounds(), r.Analysis.Interval, MaxHistoryEvents, minIntervalFor(24*time.Hour))
+	}
+}
+
+// minIntervalFor is the shortest interval at which a single soak of d fits MaxHistoryEvents, rounded up
+// to a second (an illustration for the error message).
+func minIntervalFor(d time.Duration) string {
+	rounds := (MaxHistoryEvents - 400) / eventsPerRound
+	iv := (d + time.Duration(rounds) - 1) / time.Duration(rounds)
+	return fmt.Sprint(iv.Round(time.Second) + time.Second)
+}
