@@ -5,9 +5,8 @@ import (
 	"strings"
 )
 
-// Streaks counts consecutive failed and inconclusive measurements per check within a stage. It is the
-// analysis' only memory: the watch activity carries it in its heartbeat details, so a worker crash does
-// not reset it.
+// Streaks counts consecutive failed and inconclusive measurements per check within a stage: the
+// analysis' only memory. Pure and JSON-serialisable, so it can travel wherever the analysis runs.
 type Streaks struct {
 	FailureLimit      int            `json:"failureLimit"`
 	InconclusiveLimit int            `json:"inconclusiveLimit"`

@@ -1,6 +1,35 @@
 package workflows
 
+// The committed histories (testdata/histories, recorded by `make histories` from the end-to-end tests named
+// in brackets) and the paths production runs that each covers:
+//
+//	analysis-pass                 analysis rounds that pass (Measure on a real Prometheus), an exec
+//	                              precheck and a sign-off gate (approve --role), feature flags (flagd
+//	                              file), webhook notifications, promotion [TestAnalysisPassesWithSignoffFlagsNotifications]
+//	analysis-inconclusive-resume  inconclusive rounds (no data) up to the limit, Paused, resume, rounds
+//	                              that pass, promotion [TestAnalysisInconclusivePausesThenResumes]
+//	analysis-failure              an analysis failure and its rollback, whose "remove canary" step fails
+//	                              once and succeeds on its retry; analysisFailed and rolledBack
+//	                              notifications [TestAnalysisFailureRollsBackThroughAFailingStep]
+//	approval-timeout              an approval timeout that proceeds, then one that aborts and rolls back
+//	                              [TestApprovalTimeouts]
+//	rollback-stuck-retry          a rollback step refused with an error no retry fixes (local target,
+//	                              409): RollbackStuck, rollbackStuck notification, retry, RolledBack
+//	                              [TestRollbackStuckThenRetried]
+//	good-release                  stages without analysis, promotion [TestGoodRelease]
+//	abort                         abort signal (Temporal CLI) mid-soak, rollback [TestAbortMidSoakWithTemporalSignal]
+//	approval                      approval gates by update and signal, rejected approvals [TestApprovalGates]
+//	temporal-cli                  start, query, approve with the Temporal CLI [TestTemporalCLIStartQueryList]
+//	crash-mid-soak                worker killed mid-soak, another finishes the release [TestWorkerKilledMidSoak]
+//	crash-mid-activity            worker killed mid-step, the step retried on another [TestWorkerKilledMidActivity]
+//
+// pre-safe-boundaries/ holds the last six as recorded by the code before changeSafeBoundaries; they take
+// the legacy path on replay and are never re-recorded.
+
 import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"os"
@@ -20,23 +49,56 @@ import (
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-// historiesDir holds histories of real releases, recorded from a dev server by the end-to-end tests:
-// go test ./e2e/ -count=1 -record
-const historiesDir = "../testdata/histories"
+// historiesDir holds histories of real releases, recorded from a dev server by the end-to-end tests
+// (`make histories`). Its subdirectory preSafeBoundaries holds histories recorded by the code before
+// changeSafeBoundaries; they are never re-recorded: they prove the GetVersion gate keeps releases started
+// by that code replaying.
+const (
+	historiesDir      = "../testdata/histories"
+	preSafeBoundaries = "pre-safe-boundaries"
+)
+
+// historyFiles lists every committed history: those in historiesDir and in its subdirectories.
+func historyFiles(t *testing.T) []string {
+	t.Helper()
+	var files []string
+	for _, pattern := range []string{"*.json", "*/*.json"} {
+		m, err := filepath.Glob(filepath.Join(historiesDir, pattern))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, m...)
+	}
+	return files
+}
+
+// historyName is a history's path relative to historiesDir without ".json", e.g.
+// "pre-safe-boundaries/abort": the subtest's name.
+func historyName(t *testing.T, path string) string {
+	t.Helper()
+	rel, err := filepath.Rel(historiesDir, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSuffix(filepath.ToSlash(rel), ".json")
+}
 
 // TestReplayRecordedHistories replays every committed history against the workflow code as registered
 // by the worker. A failure means a change alters the commands a running release already issued: guard it
 // with workflow.GetVersion (or, if the history is obsolete on purpose, re-record).
 func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join(historiesDir, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	files := historyFiles(t)
 	if len(files) == 0 {
-		t.Fatalf("no histories in %s: record them with `go test ./e2e/ -count=1 -record`", historiesDir)
+		t.Fatalf("no histories in %s: record them with `make histories`", historiesDir)
 	}
 	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+		t.Run(historyName(t, f), func(t *testing.T) {
+			// Each directory holds the generation it claims: a history recorded by today's code in
+			// pre-safe-boundaries/ would leave the legacy path untested.
+			legacy := filepath.Base(filepath.Dir(f)) == preSafeBoundaries
+			if got := hasSafeBoundariesMarker(t, f); got == legacy {
+				t.Fatalf("%s: version marker %q present: %v; want %v", f, changeSafeBoundaries, got, !legacy)
+			}
 			r := worker.NewWorkflowReplayer()
 			RegisterWorkflows(r)
 			if err := replayFile(t, r, f); err != nil {
@@ -46,35 +108,56 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 }
 
-// TestReplayCatchesReorderedCommands shows the replay test has teeth: the same history replayed against
-// a Release that issues its commands in another order fails with a nondeterminism error.
-func TestReplayCatchesReorderedCommands(t *testing.T) {
-	f := filepath.Join(historiesDir, "good-release.json")
-	if _, err := os.Stat(f); err != nil {
-		t.Fatalf("%v: record the histories with `go test ./e2e/ -count=1 -record`", err)
+// hasSafeBoundariesMarker reports whether the history's release ran with changeSafeBoundaries.
+func hasSafeBoundariesMarker(t *testing.T, path string) bool {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The control: unaltered, the history replays.
-	r := worker.NewWorkflowReplayer()
-	RegisterWorkflows(r)
-	if err := replayFile(t, r, f); err != nil {
-		t.Fatalf("the unaltered workflow does not replay %s: %v", f, err)
+	for _, e := range decodeHistory(t, b).Events {
+		if safeBoundariesEvent(e) == "Version marker" {
+			return true
+		}
 	}
+	return false
+}
 
-	for name, altered := range map[string]func(workflow.Context, spec.Release) (record.Result, error){
-		"deploy before preflight": releaseDeployFirst,
-		"timer first":             releaseTimerFirst,
-	} {
+// TestReplayCatchesReorderedCommands shows the replay test has teeth: the same history replayed against
+// a Release that issues its commands in another order fails with a nondeterminism error. It runs over a
+// history of each generation: one recorded with changeSafeBoundaries (whose first commands are a version
+// marker and a side effect) and one recorded before it.
+func TestReplayCatchesReorderedCommands(t *testing.T) {
+	for _, name := range []string{"good-release", preSafeBoundaries + "/good-release"} {
 		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(historiesDir, filepath.FromSlash(name)+".json")
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("%v: record the histories with `make histories`", err)
+			}
+			// The control: unaltered, the history replays.
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(altered, workflow.RegisterOptions{Name: ReleaseWorkflow})
-			err := replayFile(t, r, f)
-			if err == nil {
-				t.Fatal("replay of a reordered workflow succeeded; want a nondeterminism error")
+			RegisterWorkflows(r)
+			if err := replayFile(t, r, f); err != nil {
+				t.Fatalf("the unaltered workflow does not replay %s: %v", f, err)
 			}
-			if !strings.Contains(err.Error(), "[TMPRL1100]") {
-				t.Fatalf("want a nondeterminism error ([TMPRL1100]), got: %v", err)
+
+			for name, altered := range map[string]func(workflow.Context, spec.Release) (record.Result, error){
+				"deploy before preflight": releaseDeployFirst,
+				"timer first":             releaseTimerFirst,
+			} {
+				t.Run(name, func(t *testing.T) {
+					r := worker.NewWorkflowReplayer()
+					r.RegisterWorkflowWithOptions(altered, workflow.RegisterOptions{Name: ReleaseWorkflow})
+					err := replayFile(t, r, f)
+					if err == nil {
+						t.Fatal("replay of a reordered workflow succeeded; want a nondeterminism error")
+					}
+					if !strings.Contains(err.Error(), "[TMPRL1100]") {
+						t.Fatalf("want a nondeterminism error ([TMPRL1100]), got: %v", err)
+					}
+					t.Logf("caught: %v", err)
+				})
 			}
-			t.Logf("caught: %v", err)
 		})
 	}
 }
@@ -106,34 +189,77 @@ func releaseTimerFirst(ctx workflow.Context, in spec.Release) (record.Result, er
 	return Release(ctx, in)
 }
 
-// replayFile replays a history file under the workflow ID and run ID it was recorded with. The ID
-// matters: Release refuses to run under any ID but release:<service>:<environment>, and the replayer's
-// default ID would make every replay take the "wrong workflow ID" path. The history does not store the
-// ID, so it is derived from the spec in the start event, as the workflow itself derives it.
+// replayFile replays a history file under the workflow ID and run ID it was recorded with.
 func replayFile(t *testing.T, r worker.WorkflowReplayer, path string) error {
 	t.Helper()
-	fh, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer fh.Close()
-	h, err := client.HistoryFromJSON(fh, client.HistoryJSONOptions{})
+	return replayJSON(t, r, path, b)
+}
+
+// replayJSON replays a history given as `temporal workflow show --output json` prints it, under the
+// workflow ID and run ID it was recorded with. The ID matters: Release refuses to run under any ID but
+// release:<service>:<environment>, and the replayer's default ID would make every replay take the "wrong
+// workflow ID" path. The history does not store the ID, so it is derived from the spec in the start
+// event, as the workflow itself derives it.
+func replayJSON(t *testing.T, r worker.WorkflowReplayer, name string, b []byte) error {
+	t.Helper()
+	h, err := client.HistoryFromJSON(bytes.NewReader(b), client.HistoryJSONOptions{})
 	if err != nil {
-		t.Fatalf("reading %s: %v", path, err)
+		t.Fatalf("reading %s: %v", name, err)
 	}
 	if len(h.Events) == 0 {
-		t.Fatalf("%s holds no events", path)
+		t.Fatalf("%s holds no events", name)
 	}
 	started := h.Events[0].GetWorkflowExecutionStartedEventAttributes()
 	if started == nil {
-		t.Fatalf("%s does not begin with WorkflowExecutionStarted", path)
+		t.Fatalf("%s does not begin with WorkflowExecutionStarted", name)
 	}
 	var in spec.Release
 	if err := converter.GetDefaultDataConverter().FromPayloads(started.GetInput(), &in); err != nil {
-		t.Fatalf("%s: decoding the release spec: %v", path, err)
+		t.Fatalf("%s: decoding the release spec: %v", name, err)
 	}
 	d := in.WithDefaults()
 	exec := workflow.Execution{ID: spec.WorkflowID(d.Service, d.Environment), RunID: started.GetOriginalExecutionRunId()}
 	logger := sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return r.ReplayWorkflowHistoryWithOptions(logger, h, worker.ReplayWorkflowHistoryOptions{OriginalExecution: exec})
+}
+
+// history is a history in the JSON form `temporal workflow show --output json` prints, edited as plain
+// JSON so that what is not edited stays as recorded.
+type history struct {
+	Events []map[string]any `json:"events"`
+}
+
+func decodeHistory(t *testing.T, raw []byte) history {
+	t.Helper()
+	var h history
+	if err := json.Unmarshal(raw, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// safeBoundariesEvent names e if changeSafeBoundaries made it, else returns "".
+func safeBoundariesEvent(e map[string]any) string {
+	if m, ok := e["markerRecordedEventAttributes"].(map[string]any); ok {
+		switch m["markerName"] {
+		case "Version":
+			id := m["details"].(map[string]any)["change-id"].(map[string]any)["payloads"].([]any)[0].(map[string]any)["data"].(string)
+			if b, _ := base64.StdEncoding.DecodeString(id); string(b) == `"`+changeSafeBoundaries+`"` {
+				return "Version marker"
+			}
+		case "SideEffect":
+			return "SideEffect marker"
+		}
+	}
+	if u, ok := e["upsertWorkflowSearchAttributesEventAttributes"].(map[string]any); ok {
+		fields := u["searchAttributes"].(map[string]any)["indexedFields"].(map[string]any)
+		if _, ok := fields["TemporalChangeVersion"]; ok && len(fields) == 1 {
+			return "TemporalChangeVersion"
+		}
+	}
+	return ""
 }
