@@ -282,7 +282,7 @@ func (s *DemoStack) startWorker(ctx context.Context) error {
 	go func() {
 		s.workerDone <- worker.Run(wctx, s.Client, worker.Config{
 			Namespace:  client.DefaultNamespace,
-			Activities: newActivities(filepath.Join(s.StateDir, "reports")),
+			Activities: newActivities(filepath.Join(s.StateDir, "reports"), logger),
 			OnReady:    func() { close(ready) },
 		})
 	}()

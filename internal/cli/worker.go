@@ -79,10 +79,10 @@ func (f *workerFlags) newLogger() (sdklog.Logger, func(), error) {
 	return logger, func() { _ = z.Sync() }, nil
 }
 
-// newActivities wires the real providers.
-func newActivities(reportDir string) *activities.Activities {
+// newActivities wires the real providers; targets log through logger.
+func newActivities(reportDir string, logger sdklog.Logger) *activities.Activities {
 	return &activities.Activities{
-		Targets:   workerTargets(),
+		Targets:   workerTargets(logger),
 		Metrics:   prometheus.New,
 		ReportDir: reportDir,
 	}
@@ -114,9 +114,9 @@ func (f *workerFlags) reportDirOf() string {
 
 // workerTargets is every deploy target this build serves: those of the worker library plus the local
 // demo fleet.
-func workerTargets() map[string]activities.Target {
+func workerTargets(logger sdklog.Logger) map[string]activities.Target {
 	t := worker.Targets()
-	t[spec.TargetLocal] = &local.Target{}
+	t[spec.TargetLocal] = &local.Target{Log: logger.Info}
 	return t
 }
 
@@ -209,7 +209,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 			})
 		}()
 	}
-	acts := newActivities(f.reportDirOf())
+	acts := newActivities(f.reportDirOf(), logger)
 	acts.Observer = tel.Observer()
 	err = worker.Run(ctx, c, worker.Config{
 		Namespace:   namespace(opts),

@@ -1,5 +1,7 @@
 // Package exec is the exec deploy target: one shell command per release step, rendered as a Go template
-// over the release and also given the SHEPHERD_* environment variables.
+// over the release and also given the SHEPHERD_* environment variables, among them the step's fencing
+// token (SHEPHERD_RELEASE_ID, SHEPHERD_STEP, SHEPHERD_STEP_SEQ). A command that refuses a stale step
+// exits with ExitStaleWrite (docs/targets.md shows how).
 package exec
 
 import (
@@ -22,6 +24,13 @@ import (
 // stderrTail is how much of a failed command's output goes into the error (redacted: it reaches
 // history, the report and notifications).
 const stderrTail = 2048
+
+// ExitStaleWrite is the exit code by which a command says it refused the step as stale: it has applied a
+// newer step (a larger SHEPHERD_STEP_SEQ) of the same release. The step then fails with an error wrapping
+// activities.ErrStaleWrite, which is never retried. It lies outside the sysexits range (64-78) on purpose:
+// 75, EX_TEMPFAIL, means "try again later", the opposite, and a script passing on a tool's exit status
+// must not turn a temporary failure into a refusal.
+const ExitStaleWrite = 79
 
 // Target runs the spec's exec commands with `sh -c`.
 type Target struct {
@@ -160,6 +169,10 @@ func (t Target) run(ctx context.Context, cfg spec.Target, step string, d spec.Te
 		return fmt.Errorf("%s command cancelled: %w", step, ctx.Err())
 	}
 	var exitErr *osexec.ExitError
+	if errors.As(err, &exitErr) && exitErr.ExitCode() == ExitStaleWrite {
+		return fmt.Errorf("%s command refused step %q (seq %d) of release %s as stale: exit code %d means a newer "+
+			"step was applied%s: %w", step, d.Step, d.Seq, d.ReleaseID, ExitStaleWrite, tail, activities.ErrStaleWrite)
+	}
 	if errors.As(err, &exitErr) {
 		return fmt.Errorf("%s command exited with code %d%s", step, exitErr.ExitCode(), tail)
 	}
