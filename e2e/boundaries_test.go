@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -193,5 +194,54 @@ func TestHistoryStaysWithinItsEstimate(t *testing.T) {
 	}
 	if events < est*6/10 {
 		t.Errorf("the history has %d events, far below the estimate %d: the estimate is too loose to be useful", events, est)
+	}
+}
+
+// TestRollbackStuckRetryAndAcknowledgeWithTemporalCLI: a rollback step that fails for good (the exec
+// command's exit code 79, a refusal a retry cannot fix) parks the release in RollbackStuck at once,
+// open; abort is refused there; the Temporal CLI's `retry` update runs the step again once its cause is
+// gone, and a second release is ended with the `acknowledge` signal, recorded with who and why.
+func TestRollbackStuckRetryAndAcknowledgeWithTemporalCLI(t *testing.T) {
+	const svc = "e2e-stuck"
+	t.Parallel()
+	e, id, log := newReleaseEnv(t, svc)
+	block := filepath.Join(t.TempDir(), "block")
+	if err := os.WriteFile(block, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := execRelease(svc, stage(10, 5*time.Minute), stage(100, time.Second))
+	e.target()["rollback"] = "if [ -f " + shellQuote(block) + " ]; then echo 'cluster refuses' >&2; exit 79; fi; echo 'rollback {{.Version}}' >> " + shellQuote(log)
+	start := func() {
+		t.Helper()
+		wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
+		e.waitStatus(svc, "soaking stage 1", atStage(record.PhaseProgressing, 1, 10))
+		wantExit(t, e.temporalCLI("workflow", "signal", "--workflow-id", id, "--name", "abort", "--input", `{"by":"ci","reason":"test"}`), 0)
+		e.waitStatus(svc, "RollbackStuck", func(st record.Status) bool { return st.Phase == record.PhaseRollbackStuck })
+	}
+
+	start()
+	res := e.temporalCLI("workflow", "update", "execute", "--name", "abort", "-w", id, "-i", `{"by":"ci"}`)
+	if res.code == 0 || !strings.Contains(res.String(), "already rolling back, and stuck") {
+		t.Errorf("abort while stuck: want a refusal, got %s", res)
+	}
+	if err := os.Remove(block); err != nil {
+		t.Fatal(err)
+	}
+	wantExit(t, e.temporalCLI("workflow", "update", "execute", "--name", "retry", "-w", id, "-i", `{"by":"alice","comment":"cluster back"}`), 0)
+	if got := e.waitResult(svc, 60*time.Second); got.Phase != record.PhaseRolledBack {
+		t.Fatalf("after retry: %s", describe(got))
+	}
+	wantLines(t, log, "deploy v2", "health v2", "traffic 10", "traffic 0", "rollback v2")
+
+	if err := os.WriteFile(block, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.Version, r.PreviousVersion = "v3", "v1"
+	start()
+	wantExit(t, e.temporalCLI("workflow", "signal", "--workflow-id", id, "--name", "acknowledge",
+		"--input", `{"by":"alice","reason":"canary deleted by hand"}`), 0)
+	got := e.waitResult(svc, 60*time.Second)
+	if got.Phase != record.PhaseFailed || !strings.Contains(got.Reason, "acknowledged by alice: canary deleted by hand") {
+		t.Fatalf("after acknowledge: %s", describe(got))
 	}
 }

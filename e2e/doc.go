@@ -1,6 +1,7 @@
 // Package e2e holds Shepherd's end-to-end tests: a real Temporal dev server, the real `shepherd` binary
 // run as worker processes and as a CLI, the real Temporal CLI, and releases on the exec target whose
-// commands append to a log file the tests read. Nothing here is imported by production code.
+// commands append to a log file the tests read, or on the local target against a real fleet controller
+// whose journal the tests read (fencing_test.go). Nothing here is imported by production code.
 //
 // Run them with
 //

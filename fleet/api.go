@@ -28,6 +28,8 @@ const (
 type VersionRequest struct {
 	// Version is the version to act on.
 	Version string `json:"version"`
+	// Fence is the release step's fencing token (releaseID, seq, step); without one the write is unfenced.
+	Fence
 }
 
 // TrafficRequest is the JSON body of traffic.
@@ -36,6 +38,8 @@ type TrafficRequest struct {
 	Version string `json:"version"`
 	// Percent of the service's traffic to send to the canary, 0..100.
 	Percent int `json:"percent"`
+	// Fence is the release step's fencing token (releaseID, seq, step); without one the write is unfenced.
+	Fence
 }
 
 // ServiceState is the answer to GET /v1/services/{service} and to every successful change.
@@ -50,6 +54,8 @@ type ServiceState struct {
 	Weight int `json:"weight"`
 	// Instances are the service's processes, stable first.
 	Instances []InstanceState `json:"instances"`
+	// Fence is the newest fenced step applied to the service (none before the first release step).
+	Fence *FenceState `json:"fence,omitempty"`
 }
 
 // InstanceState is one process of a service.
@@ -88,6 +94,8 @@ type HealthState struct {
 type ErrorResponse struct {
 	// Error says what failed and what to do about it.
 	Error string `json:"error"`
+	// Code classifies errors a client acts on: CodeStaleWrite for a refused stale write.
+	Code string `json:"code,omitempty"`
 }
 
 var (
@@ -98,6 +106,7 @@ var (
 // apiError is an operation failure with the HTTP status that describes it.
 type apiError struct {
 	status int
+	code   string // ErrorResponse.Code
 	msg    string
 }
 
@@ -127,6 +136,9 @@ func (c *controller) routes() http.Handler {
 		return c.state(name)
 	}))
 	route(http.MethodGet, "/v1/services/{service}/health", c.handleHealth)
+	route(http.MethodGet, "/v1/services/{service}/journal", c.handle(func(r *http.Request, name string) (any, error) {
+		return c.journal(name)
+	}))
 	route(http.MethodPost, "/v1/services/{service}/bootstrap", c.versionOp("bootstrap", c.bootstrap))
 	route(http.MethodPost, "/v1/services/{service}/deploy", c.versionOp("deploy", c.deploy))
 	route(http.MethodPost, "/v1/services/{service}/promote", c.versionOp("promote", c.promote))
@@ -135,6 +147,7 @@ func (c *controller) routes() http.Handler {
 		var body struct {
 			Version string `json:"version"`
 			Percent *int   `json:"percent"`
+			Fence
 		}
 		const want = `{"version": "v2", "percent": 25}`
 		if err := decode(r, &body, "traffic", want); err != nil {
@@ -149,11 +162,14 @@ func (c *controller) routes() http.Handler {
 		if p := *body.Percent; p < 0 || p > 100 {
 			return nil, errorf(http.StatusBadRequest, "traffic: percent %d out of range: want 0..100", p)
 		}
-		return c.traffic(r.Context(), name, body.Version, *body.Percent)
+		w := write{action: "traffic", version: body.Version, percent: body.Percent, fence: body.Fence}
+		return c.change(r.Context(), name, w, func(ctx context.Context) (ServiceState, error) {
+			return c.traffic(ctx, name, body.Version, *body.Percent)
+		})
 	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no such endpoint %s %s: the API is under /v1/services/{service} "+
-			"(GET, and POST .../bootstrap, deploy, traffic, promote, rollback; GET .../health)", r.Method, r.URL.Path))
+			"(GET, and POST .../bootstrap, deploy, traffic, promote, rollback; GET .../health, .../journal)", r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -172,15 +188,15 @@ func (c *controller) handle(fn func(r *http.Request, service string) (any, error
 			return
 		}
 		if err != nil {
-			status := http.StatusInternalServerError
+			status, code := http.StatusInternalServerError, ""
 			var ae *apiError
 			if errors.As(err, &ae) {
-				status = ae.status
+				status, code = ae.status, ae.code
 			}
 			if status >= 500 {
 				c.log.Warn("admin request failed", "method", r.Method, "path", r.URL.Path, "status", status, "error", err)
 			}
-			writeError(w, status, err.Error())
+			writeJSON(w, status, ErrorResponse{Error: err.Error(), Code: code})
 			return
 		}
 		writeJSON(w, http.StatusOK, out)
@@ -198,12 +214,16 @@ func (c *controller) versionOp(what string, op func(ctx context.Context, service
 		if err := checkVersion(body.Version, want); err != nil {
 			return nil, err
 		}
-		st, err := op(r.Context(), name, body.Version)
+		w := write{action: what, version: body.Version, fence: body.Fence}
+		res, err := c.change(r.Context(), name, w, func(ctx context.Context) (ServiceState, error) {
+			return op(ctx, name, body.Version)
+		})
 		if err != nil {
 			return nil, fmt.Errorf("%s %s %s: %w", what, name, body.Version, err)
 		}
-		c.log.Info(what, "service", name, "version", body.Version, "stable", st.Stable, "canary", st.Canary, "weight", st.Weight)
-		return st, nil
+		c.log.Info(what, "service", name, "version", body.Version, "stable", res.Stable, "canary", res.Canary,
+			"weight", res.Weight, "outcome", res.Outcome, "releaseID", body.ReleaseID, "seq", body.Seq, "step", body.Step)
+		return res, nil
 	})
 }
 

@@ -37,6 +37,9 @@ type service struct {
 	Canary    string               `json:"canary,omitempty"`
 	Weight    int                  `json:"weight"`
 	Instances map[string]*instance `json:"instances"` // by version
+	// Fence is the fencing state and Journal the last writes (fence.go).
+	Fence   *FenceState    `json:"fence,omitempty"`
+	Journal []JournalEntry `json:"journal,omitempty"`
 
 	split splitter
 }
@@ -187,7 +190,9 @@ func (c *controller) shutdownInstances() {
 	c.log.Info("fleet controller stopped; instances stopped", "count", len(procs))
 }
 
-// lockOp serialises changes to one service; health waits happen under it but outside c.mu.
+// lockOp serialises changes to one service; health waits happen under it but outside c.mu. The operations
+// below (bootstrap, deploy, traffic, promote, rollback) run under it: change takes it, so a fencing
+// decision and the change it admits are one step.
 func (c *controller) lockOp(name string) func() {
 	c.mu.Lock()
 	m := c.ops[name]
@@ -202,7 +207,6 @@ func (c *controller) lockOp(name string) func() {
 
 // bootstrap starts the first stable version of a service.
 func (c *controller) bootstrap(ctx context.Context, name, version string) (ServiceState, error) {
-	defer c.lockOp(name)()
 	c.mu.Lock()
 	svc := c.services[name]
 	if svc == nil {
@@ -232,7 +236,6 @@ func (c *controller) bootstrap(ctx context.Context, name, version string) (Servi
 
 // deploy starts version as the canary at 0 % traffic, beside the stable version.
 func (c *controller) deploy(ctx context.Context, name, version string) (ServiceState, error) {
-	defer c.lockOp(name)()
 	c.mu.Lock()
 	svc := c.services[name]
 	switch {
@@ -270,7 +273,6 @@ func (c *controller) deploy(ctx context.Context, name, version string) (ServiceS
 // traffic sets the canary's weight. 0 % for a version that is not deployed is a no-op, so a rollback can
 // repeat it; 100 % for a version already promoted is one too.
 func (c *controller) traffic(_ context.Context, name, version string, percent int) (ServiceState, error) {
-	defer c.lockOp(name)()
 	c.mu.Lock()
 	svc := c.services[name]
 	var inst *instance
@@ -316,7 +318,6 @@ func describeCanary(svc *service) string {
 
 // promote makes the canary the stable version; the old stable keeps running for the grace period.
 func (c *controller) promote(ctx context.Context, name, version string) (ServiceState, error) {
-	defer c.lockOp(name)()
 	c.mu.Lock()
 	svc := c.services[name]
 	switch {
@@ -353,7 +354,6 @@ func (c *controller) promote(ctx context.Context, name, version string) (Service
 // rollback removes the canary: weight 0, process stopped. Rolling back a version that is not deployed is
 // a no-op, so compensations can repeat it.
 func (c *controller) rollback(_ context.Context, name, version string) (ServiceState, error) {
-	defer c.lockOp(name)()
 	c.mu.Lock()
 	svc := c.services[name]
 	switch {
@@ -596,7 +596,8 @@ func (c *controller) state(name string) (ServiceState, error) {
 }
 
 func (c *controller) stateLocked(svc *service, name string) ServiceState {
-	st := ServiceState{Service: name, Stable: svc.Stable, Canary: svc.Canary, Weight: svc.Weight, Instances: []InstanceState{}}
+	st := ServiceState{Service: name, Stable: svc.Stable, Canary: svc.Canary, Weight: svc.Weight, Instances: []InstanceState{},
+		Fence: cloneFence(svc.Fence)}
 	for _, inst := range svc.Instances {
 		is := InstanceState{Version: inst.Version, Role: inst.Role, PID: inst.PID, StartedAt: inst.StartedAt,
 			RetireAt: inst.RetireAt, Log: c.logPath(name, inst.Version), Alive: inst.proc != nil && inst.proc.alive()}

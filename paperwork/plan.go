@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/providers/prometheus"
 	"github.com/shepherd-release/shepherd/providers/vcs"
@@ -223,15 +223,15 @@ func tagName(d spec.Release) string {
 // renderText renders a Go template over data as Shepherd's providers do; a template that does not render
 // is shown as written, since a document must not fail over what validation already accepted.
 func renderText(text string, data spec.TemplateData) string {
-	t, err := template.New("").Option("missingkey=error").Parse(text)
+	t, err := safetmpl.Parse("", text, nil)
 	if err != nil {
 		return text
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	out, err := t.Execute(data)
+	if err != nil {
 		return text
 	}
-	return b.String()
+	return out
 }
 
 func (p *planner) timeline() {

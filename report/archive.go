@@ -42,8 +42,17 @@ func Archive(dir string, res record.Result, spec []byte) (paths []string, err er
 		return nil, fmt.Errorf("archive release report of %s: %w", res.ReleaseID, err)
 	}
 	base := basePath(dir, res)
-	if err := os.MkdirAll(filepath.Dir(base), 0o755); err != nil {
+	// Reports hold the spec, the decision log and the evidence: private to the worker's user. The service
+	// and environment directories are the archive's own, so they are tightened even when an older version
+	// made them world-readable; dir itself is only created so, since an operator may have chosen its mode.
+	envDir := filepath.Dir(base)
+	if err := os.MkdirAll(envDir, 0o700); err != nil {
 		return nil, fmt.Errorf("archive release report of %s: %w", res.ReleaseID, err)
+	}
+	for _, d := range []string{filepath.Dir(envDir), envDir} {
+		if err := os.Chmod(d, 0o700); err != nil {
+			return nil, fmt.Errorf("archive release report of %s: %w", res.ReleaseID, err)
+		}
 	}
 	type file struct {
 		path string
@@ -273,7 +282,7 @@ func writeAtomic(path string, data []byte) (err error) {
 	if _, err = tmp.Write(data); err != nil {
 		return err
 	}
-	if err = tmp.Chmod(fs.FileMode(0o644)); err != nil {
+	if err = tmp.Chmod(fs.FileMode(0o600)); err != nil {
 		return err
 	}
 	if err = tmp.Sync(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -13,12 +14,43 @@ import (
 // MaxSpecBytes bounds a spec document; anything larger is surely not a release spec.
 const MaxSpecBytes = 1 << 20
 
+// Read reads a spec document from r, reading at most MaxSpecBytes+1 bytes, so an endless or huge input
+// (/dev/zero, a runaway pipe) is refused instead of exhausting memory.
+func Read(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSpecBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxSpecBytes {
+		return nil, fmt.Errorf("spec is larger than the limit of %d bytes", MaxSpecBytes)
+	}
+	return data, nil
+}
+
+// tooLarge is the error of a spec of n bytes, over MaxSpecBytes.
+func tooLarge(n int) error {
+	return fmt.Errorf("spec is %d bytes, larger than the limit of %d bytes", n, MaxSpecBytes)
+}
+
+// CheckSize refuses a spec whose JSON form, which is what starting a workflow sends, is over MaxSpecBytes:
+// the workflow would reject it anyway, after it was stored in history.
+func (r Release) CheckSize() error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxSpecBytes {
+		return tooLarge(len(b))
+	}
+	return nil
+}
+
 // Parse reads a release spec from YAML or JSON (JSON is YAML), rejecting unknown keys, and returns it as
 // written: call WithDefaults and Validate before use.
 func Parse(data []byte) (Release, error) {
 	var r Release
 	if len(data) > MaxSpecBytes {
-		return r, fmt.Errorf("spec is %d bytes; the limit is %d", len(data), MaxSpecBytes)
+		return r, tooLarge(len(data))
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return r, errors.New("spec is empty")
@@ -48,6 +80,11 @@ func Parse(data []byte) (Release, error) {
 // which would otherwise drop a misspelt key silently (and a decoding error would stall the workflow task
 // instead of rejecting the release).
 func (r *Release) UnmarshalJSON(b []byte) error {
+	if len(b) > MaxSpecBytes {
+		// Not decoded at all: the bound is what keeps a huge spec from costing memory and time.
+		*r = Release{decodeErr: tooLarge(len(b))}
+		return nil
+	}
 	type plain Release
 	b, legacy := liftLegacy(b)
 	var p plain

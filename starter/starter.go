@@ -37,6 +37,9 @@ type Started struct {
 // Start validates s exactly as the workflow will, and starts it. A second release of the same service and
 // environment is refused with an error naming the active one.
 func Start(ctx context.Context, c client.Client, s spec.Release) (Started, error) {
+	if err := s.CheckSize(); err != nil {
+		return Started{}, err
+	}
 	d := s.WithDefaults()
 	if err := activities.ValidateSpec(d); err != nil {
 		return Started{}, err

@@ -72,6 +72,8 @@ type BuildOptions struct {
 	// CheckSecrets reads every credential once (a worker starting); off for paperwork, which describes
 	// providers on a machine that may not hold their secrets.
 	CheckSecrets bool
+	// Log receives what providers report beyond success (a local target's idempotent repeats); optional.
+	Log func(msg string, keyvals ...any)
 }
 
 // Build makes every provider of cfg: the worker's one composition root. It reports every problem at once,
@@ -89,6 +91,11 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 		out.Descriptions[section][name] = providers.Describe(v, typ)
 	}
 	out.Targets = buildSection(&p, config.SectionTargets, cfg.Targets, targetTypes, opts, describe)
+	for _, t := range out.Targets {
+		if l, ok := t.(*local.Target); ok && opts.Log != nil {
+			l.Log = opts.Log
+		}
+	}
 	out.Metrics = buildSection(&p, config.SectionMetrics, cfg.Metrics, metricTypes, opts, describe)
 	out.Prechecks = buildSection(&p, config.SectionPrechecks, cfg.Prechecks, precheckTypes, opts, describe)
 	out.Flags = buildSection(&p, config.SectionFlags, cfg.Flags, flagTypes, opts, describe)

@@ -289,7 +289,7 @@ func (s *DemoStack) startWorker(ctx context.Context) error {
 	if s.configure != nil {
 		s.configure(&cfg)
 	}
-	p, err := worker.Build(cfg, worker.BuildOptions{CheckSecrets: true})
+	p, err := worker.Build(cfg, worker.BuildOptions{CheckSecrets: true, Log: logger.Info})
 	if err != nil {
 		return fmt.Errorf("the demo's worker configuration: %w", err)
 	}

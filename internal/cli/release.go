@@ -24,15 +24,9 @@ func readSpec(path string) (spec.Release, error) {
 	if path == "" {
 		return spec.Release{}, withHint(ExitUsage, errors.New("no spec file given"), "pass -f release.yaml (see examples/)")
 	}
-	var data []byte
-	var err error
-	if path == "-" {
-		data, err = readAllLimited(os.Stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := readSpecFile(path)
 	if err != nil {
-		return spec.Release{}, fmt.Errorf("reading spec: %w", err)
+		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
 	}
 	r, err := spec.Parse(data)
 	if err != nil {
@@ -43,6 +37,24 @@ func readSpec(path string) (spec.Release, error) {
 		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
 	}
 	return d, nil
+}
+
+// readSpecFile reads a spec file ("-" is standard input) without ever holding more than
+// spec.MaxSpecBytes+1 bytes of it: a regular file is refused by its size before reading, anything else
+// (a pipe, /dev/zero) while reading.
+func readSpecFile(path string) ([]byte, error) {
+	if path == "-" {
+		return spec.Read(os.Stdin)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading spec: %w", err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > spec.MaxSpecBytes {
+		return nil, fmt.Errorf("spec is %d bytes, larger than the limit of %d bytes", fi.Size(), spec.MaxSpecBytes)
+	}
+	return spec.Read(f)
 }
 
 func newValidateCmd(g *globals) *cobra.Command {

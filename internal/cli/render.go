@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/shepherd-release/shepherd/record"
-	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
 )
 
@@ -110,11 +109,3 @@ func renderList(w io.Writer, rows []starter.Summary) {
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }
-
-func readAllLimited(r io.Reader) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(r, spec.MaxSpecBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	return data, nil
-}

@@ -162,7 +162,7 @@ a problem stops the worker with its field path. Every worker of a task queue nee
 // runWorker dials with the user's Temporal configuration and runs the worker, its /metrics endpoint and
 // the active-release scan until ctx ends.
 func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady func()) error {
-	providers, err := loadProviders(f.config, f.reportDirOf(), worker.BuildOptions{CheckSecrets: true})
+	providers, err := loadProviders(f.config, f.reportDirOf(), worker.BuildOptions{CheckSecrets: true, Log: logger.Info})
 	if err != nil {
 		return err
 	}

@@ -58,6 +58,9 @@ func TestPrometheusConfig(t *testing.T) {
 // file_sd file while it runs (as the fleet does when it deploys a canary) and requires the target's
 // metric to be queryable within a few seconds.
 func TestStartPrometheusScrapesFileSDTargetsPromptly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Prometheus server; -short (make test-unit) runs server-free tests only")
+	}
 	bin, err := FindPrometheus()
 	if err != nil {
 		if os.Getenv("SHEPHERD_REQUIRE_E2E") == "1" {

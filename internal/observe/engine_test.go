@@ -234,6 +234,7 @@ shepherd_active_releases{environment="production",phase="Deploying"} 0
 shepherd_active_releases{environment="production",phase="Paused"} 0
 shepherd_active_releases{environment="production",phase="Progressing"} 1
 shepherd_active_releases{environment="production",phase="Promoting"} 0
+shepherd_active_releases{environment="production",phase="RollbackStuck"} 0
 shepherd_active_releases{environment="production",phase="RollingBack"} 0
 shepherd_active_releases{environment="production",phase="Validating"} 0
 # HELP shepherd_release_phase_entered_timestamp_seconds Unix time the running release entered its current phase (one series per running release).

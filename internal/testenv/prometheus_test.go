@@ -154,6 +154,9 @@ func origins(base string) ([]string, error) {
 }
 
 func TestStartPrometheus(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Prometheus server; -short (make test-unit) runs server-free tests only")
+	}
 	var base string
 	t.Run("scrapes static and file_sd targets", func(t *testing.T) {
 		sdFile := filepath.Join(t.TempDir(), "targets.json")

@@ -1,6 +1,8 @@
 // Package exec is the exec deploy target: one shell command per release step, rendered as a Go template
-// over the release and also given the SHEPHERD_* environment variables. The commands are the worker
-// operator's, from the worker configuration: a release spec only names the target.
+// over the release and also given the SHEPHERD_* environment variables, among them the step's fencing
+// token (SHEPHERD_RELEASE_ID, SHEPHERD_STEP, SHEPHERD_STEP_SEQ). A command that refuses a stale step
+// exits with ExitStaleWrite (docs/targets.md shows how). The commands are the worker operator's, from
+// the worker configuration: a release spec only names the target.
 package exec
 
 import (
@@ -13,15 +15,24 @@ import (
 	"slices"
 	"strings"
 	"syscall"
-	"text/template"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
-// stderrTail is how much of a failed command's stderr goes into the error.
+// stderrTail is how much of a failed command's output goes into the error (redacted: it reaches
+// history, the report and notifications).
 const stderrTail = 2048
+
+// ExitStaleWrite is the exit code by which a command says it refused the step as stale: it has applied a
+// newer step (a larger SHEPHERD_STEP_SEQ) of the same release. The step then fails with an error wrapping
+// providers.ErrStaleWrite, which is never retried. It lies outside the sysexits range (64-78) on purpose:
+// 75, EX_TEMPFAIL, means "try again later", the opposite, and a script passing on a tool's exit status
+// must not turn a temporary failure into a refusal.
+const ExitStaleWrite = 79
 
 // DefaultTimeout bounds each command when the configuration gives none.
 const DefaultTimeout = 5 * time.Minute
@@ -42,7 +53,8 @@ type Config struct {
 	Timeout spec.Duration `json:"timeout,omitempty"`
 	// Dir is the working directory of the commands; default the worker's.
 	Dir string `json:"dir,omitempty"`
-	// Env adds environment variables to every command.
+	// Env adds environment variables to every command. Commands get only these, PATH, HOME and the
+	// SHEPHERD_* variables, never the worker's whole environment.
 	Env map[string]string `json:"env,omitempty"`
 	// Shell runs the commands; default "sh".
 	Shell string `json:"shell,omitempty"`
@@ -70,7 +82,7 @@ func New(cfg Config) (*Target, error) {
 		}
 	}
 	for _, step := range []string{"deploy", "traffic", "promote", "rollback", "health"} {
-		if _, err := template.New(step).Option("missingkey=error").Parse(cfg.command(step)); err != nil {
+		if _, err := safetmpl.Parse(step, cfg.command(step), nil); err != nil {
 			problems = append(problems, fmt.Sprintf("%s: template does not parse: %v", step, err))
 		}
 	}
@@ -236,15 +248,15 @@ func (t *Target) Render(step string, d spec.TemplateData) (string, error) {
 	default:
 		return "", fmt.Errorf("unknown exec step %q: %w", step, providers.ErrPermanent)
 	}
-	tmpl, err := template.New(step).Option("missingkey=error").Parse(t.cfg.command(step))
+	tmpl, err := safetmpl.Parse(step, t.cfg.command(step), nil)
 	if err != nil {
 		return "", fmt.Errorf("%s: template does not parse: %v: %w", step, err, providers.ErrPermanent)
 	}
-	var b strings.Builder
-	if err := tmpl.Execute(&b, d); err != nil {
+	out, err := tmpl.Execute(d)
+	if err != nil {
 		return "", fmt.Errorf("%s: template does not render: %v: %w", step, err, providers.ErrPermanent)
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 func (t *Target) run(ctx context.Context, step string, d spec.TemplateData) error {
@@ -261,11 +273,8 @@ func (t *Target) run(ctx context.Context, step string, d spec.TemplateData) erro
 
 	cmd := osexec.CommandContext(ctx, t.shell(), "-c", script)
 	cmd.Dir = t.cfg.Dir
-	cmd.Env = os.Environ()
-	for k, v := range t.cfg.Env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Env = append(cmd.Env, d.Env()...)
+	// Never the worker's whole environment: it holds the Temporal API key and other credentials.
+	cmd.Env = redact.CommandEnv(t.cfg.Env, d.Env())
 	// Own process group, killed as a whole on timeout or cancellation; and killed if the worker dies, so
 	// a retry on another worker never races a half-finished command.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -279,7 +288,7 @@ func (t *Target) run(ctx context.Context, step string, d spec.TemplateData) erro
 	if err == nil {
 		return nil
 	}
-	tail := strings.TrimSpace(stderr.String())
+	tail := redact.Tail(strings.TrimSpace(stderr.String()), stderrTail)
 	if tail != "" {
 		tail = "; output: " + tail
 	}
@@ -290,18 +299,23 @@ func (t *Target) run(ctx context.Context, step string, d spec.TemplateData) erro
 		return fmt.Errorf("%s command cancelled: %w", step, ctx.Err())
 	}
 	var exitErr *osexec.ExitError
+	if errors.As(err, &exitErr) && exitErr.ExitCode() == ExitStaleWrite {
+		return fmt.Errorf("%s command refused step %q (seq %d) of release %s as stale: exit code %d means a newer "+
+			"step was applied%s: %w", step, d.Step, d.Seq, d.ReleaseID, ExitStaleWrite, tail, providers.ErrStaleWrite)
+	}
 	if errors.As(err, &exitErr) {
 		return fmt.Errorf("%s command exited with code %d%s", step, exitErr.ExitCode(), tail)
 	}
 	return fmt.Errorf("%s command could not run: %v", step, err)
 }
 
-// tailBuffer keeps the last stderrTail bytes written to it.
+// tailBuffer keeps the last 2×stderrTail bytes written to it: the error shows stderrTail of them after
+// redaction, so a secret cut at the buffer's start is not left half visible in the error.
 type tailBuffer struct{ b bytes.Buffer }
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.b.Write(p)
-	if over := t.b.Len() - stderrTail; over > 0 {
+	if over := t.b.Len() - 2*stderrTail; over > 0 {
 		t.b.Next(over)
 	}
 	return len(p), nil

@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,13 +86,13 @@ func (c Config) Validate() error {
 				problems = append(problems, fmt.Sprintf("%s: %v", t.name, err))
 			}
 		}
-		for h, v := range c.Headers {
-			if _, err := parseTemplate("headers."+h, v); err != nil {
+		for _, h := range slices.Sorted(maps.Keys(c.Headers)) { // sorted: the same config, the same message
+			if _, err := parseTemplate("headers."+h, c.Headers[h]); err != nil {
 				problems = append(problems, fmt.Sprintf("headers.%s: %v", h, err))
 			}
 		}
-		for h, env := range c.HeaderEnv {
-			if strings.TrimSpace(env) == "" {
+		for _, h := range slices.Sorted(maps.Keys(c.HeaderEnv)) {
+			if env := c.HeaderEnv[h]; strings.TrimSpace(env) == "" {
 				problems = append(problems, fmt.Sprintf("headerEnv.%s: name an environment variable", h))
 			}
 		}

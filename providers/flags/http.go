@@ -6,10 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -23,8 +28,8 @@ var funcs = template.FuncMap{
 	},
 }
 
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
+func parseTemplate(name, text string) (*safetmpl.Template, error) {
+	return safetmpl.Parse(name, text, funcs)
 }
 
 func render(name, text string, d FlagData) (string, error) {
@@ -32,11 +37,7 @@ func render(name, text string, d FlagData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+	return t.Execute(d)
 }
 
 // setHTTP sends the request that sets one flag. The Idempotency-Key names the release, flag and percent,
@@ -50,7 +51,7 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%w: flag %s: url must render to an absolute http:// or https:// URL", ErrPermanent, d.Flag)
 	}
-	where := fmt.Sprintf("set flag %s to %d%% via %s", d.Flag, d.Percent, redact(u))
+	where := fmt.Sprintf("set flag %s to %d%% via %s", d.Flag, d.Percent, redactURL(u))
 	var body []byte
 	if cfg.BodyTemplate == "" {
 		body, _ = json.Marshal(d)
@@ -74,14 +75,16 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "shepherd-flags")
 	req.Header.Set("Idempotency-Key", fmt.Sprintf("%s/flag/%s/%d", d.ReleaseID, d.Flag, d.Percent))
-	for h, v := range cfg.Headers {
-		s, err := render("headers."+h, v, d)
+	for _, h := range slices.Sorted(maps.Keys(cfg.Headers)) { // sorted: the same error for the same config
+		s, err := render("headers."+h, cfg.Headers[h], d)
 		if err != nil {
 			return fmt.Errorf("%w: %s: header %s: %v", ErrPermanent, where, h, err)
 		}
 		req.Header.Set(h, s)
 	}
-	for h, env := range cfg.HeaderEnv {
+	for _, h := range slices.Sorted(maps.Keys(cfg.HeaderEnv)) {
+		env := cfg.HeaderEnv[h]
+		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {
 			return fmt.Errorf("%w: %s: environment variable %s (headerEnv %s) is unset or empty on the worker",
@@ -89,7 +92,7 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 		}
 		req.Header.Set(h, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req) // no credentials follow a redirect to another host
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -112,14 +115,14 @@ func setHTTP(ctx context.Context, cfg Config, timeout time.Duration, d FlagData)
 }
 
 // redact names the endpoint without user info or query, where API keys tend to live.
-func redact(u *url.URL) string {
+func redactURL(u *url.URL) string {
 	return u.Scheme + "://" + u.Host + u.EscapedPath()
 }
 
 func readSnippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<16))
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.Join(strings.Fields(redact.String(string(b))), " ")
 	if s == "" {
 		return ""
 	}

@@ -10,12 +10,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -95,8 +97,11 @@ func (t *Target) manual(step string, d spec.TemplateData, _ []string) []string {
 }
 
 // Target is the local deploy target against the fleet controller at Controller (default
-// DefaultController). The zero value is ready to use. Every call is idempotent on the controller's side,
-// as a target must be.
+// DefaultController). The zero value is ready to use. Every call is idempotent on the
+// controller's side, as a target must be, and every release step carries its fencing token
+// (data.ReleaseID, Seq and Step): the controller refuses a step older than one it has applied, which
+// this target returns as an error wrapping providers.ErrStaleWrite, and reports a retry of a step that
+// had succeeded as a repeat, which this target logs (docs/targets.md).
 type Target struct {
 	// Controller is the fleet controller's base URL; default DefaultController.
 	Controller string
@@ -106,10 +111,13 @@ type Target struct {
 	Timeout time.Duration
 	// DeployTimeout bounds deploy and bootstrap; default 60s.
 	DeployTimeout time.Duration
+	// Log receives what the controller reported beyond success, such as an idempotent repeat (the
+	// worker passes its logger's Info); default slog.Default().Info.
+	Log func(msg string, keyvals ...any)
 }
 
 // ControllerError is an error answer from the controller. For 4xx answers other than 408 and 429 it
-// unwraps to ErrPermanent.
+// unwraps to ErrPermanent; a refused stale write (409, code StaleWrite) also to providers.ErrStaleWrite.
 type ControllerError struct {
 	// Op is the step, e.g. "deploy checkout v2".
 	Op string
@@ -119,6 +127,8 @@ type ControllerError struct {
 	Status int
 	// Message is the controller's {"error": ...} text, or the start of a non-JSON body.
 	Message string
+	// Code is the controller's {"code": ...}: fleet.CodeStaleWrite for a refused stale write.
+	Code string
 }
 
 // Error says which step failed, which request, and what the controller said.
@@ -126,12 +136,22 @@ func (e *ControllerError) Error() string {
 	return fmt.Sprintf("local target: %s: %s %s: %d %s: %s", e.Op, e.Method, e.URL, e.Status, http.StatusText(e.Status), e.Message)
 }
 
-// Unwrap returns ErrPermanent when retrying the same request cannot succeed.
-func (e *ControllerError) Unwrap() error {
-	if e.Permanent() {
-		return ErrPermanent
+// Unwrap returns ErrPermanent when retrying the same request cannot succeed, and providers.ErrStaleWrite
+// too when the controller refused the step as stale.
+func (e *ControllerError) Unwrap() []error {
+	var errs []error
+	if e.Stale() {
+		errs = append(errs, providers.ErrStaleWrite)
 	}
-	return nil
+	if e.Permanent() {
+		errs = append(errs, ErrPermanent)
+	}
+	return errs
+}
+
+// Stale reports whether the controller refused the write because it has applied a newer step.
+func (e *ControllerError) Stale() bool {
+	return e.Status == http.StatusConflict && e.Code == fleet.CodeStaleWrite
 }
 
 // Permanent reports whether the answer is a client error that a retry would only repeat.
@@ -141,8 +161,8 @@ func (e *ControllerError) Permanent() bool {
 
 // Deploy starts data.Version beside the stable version at 0 % traffic and waits until it is healthy.
 func (t *Target) Deploy(ctx context.Context, data spec.TemplateData) error {
-	return t.do(ctx, op("deploy", data), http.MethodPost, data.Service, "deploy", "",
-		fleet.VersionRequest{Version: data.Version}, nil, t.deployTimeout())
+	return t.change(ctx, op("deploy", data), data, "deploy", fleet.VersionRequest{Version: data.Version, Fence: fence(data)},
+		t.deployTimeout())
 }
 
 // Health returns nil only when the controller reports data.Version (the canary) healthy.
@@ -161,20 +181,20 @@ func (t *Target) Health(ctx context.Context, data spec.TemplateData) error {
 
 // SetTraffic sends data.Percent % of the service's traffic to data.Version.
 func (t *Target) SetTraffic(ctx context.Context, data spec.TemplateData) error {
-	return t.do(ctx, fmt.Sprintf("traffic %s %s %d%%", data.Service, data.Version, data.Percent), http.MethodPost,
-		data.Service, "traffic", "", fleet.TrafficRequest{Version: data.Version, Percent: data.Percent}, nil, t.timeout())
+	return t.change(ctx, fmt.Sprintf("traffic %s %s %d%%", data.Service, data.Version, data.Percent), data, "traffic",
+		fleet.TrafficRequest{Version: data.Version, Percent: data.Percent, Fence: fence(data)}, t.timeout())
 }
 
 // Promote makes data.Version the stable version; the old one is retired after the controller's grace.
 func (t *Target) Promote(ctx context.Context, data spec.TemplateData) error {
-	return t.do(ctx, op("promote", data), http.MethodPost, data.Service, "promote", "",
-		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
+	return t.change(ctx, op("promote", data), data, "promote", fleet.VersionRequest{Version: data.Version, Fence: fence(data)},
+		t.timeout())
 }
 
 // Rollback stops the canary data.Version; a version that is not deployed is not an error.
 func (t *Target) Rollback(ctx context.Context, data spec.TemplateData) error {
-	return t.do(ctx, op("rollback", data), http.MethodPost, data.Service, "rollback", "",
-		fleet.VersionRequest{Version: data.Version}, nil, t.timeout())
+	return t.change(ctx, op("rollback", data), data, "rollback", fleet.VersionRequest{Version: data.Version, Fence: fence(data)},
+		t.timeout())
 }
 
 // Preflight checks, without changing anything, that the controller answers and that the service can take
@@ -196,7 +216,8 @@ func (t *Target) Preflight(ctx context.Context, data spec.TemplateData) error {
 }
 
 // Bootstrap starts the first stable version of a service on the fleet (the demo's set-up step; releases
-// then go through Deploy, SetTraffic and Promote). It is a no-op when version is already stable.
+// then go through Deploy, SetTraffic and Promote). It is a no-op when version is already stable. It is
+// not a release step, so it carries no fencing token.
 func (t *Target) Bootstrap(ctx context.Context, service, version string) error {
 	return t.do(ctx, "bootstrap "+service+" "+version, http.MethodPost, service, "bootstrap", "",
 		fleet.VersionRequest{Version: version}, nil, t.deployTimeout())
@@ -207,6 +228,42 @@ func (t *Target) State(ctx context.Context, service string) (fleet.ServiceState,
 	var st fleet.ServiceState
 	err := t.do(ctx, "state "+service, http.MethodGet, service, "", "", nil, &st, t.timeout())
 	return st, err
+}
+
+// Journal returns the controller's journal of writes to a service and its fencing state.
+func (t *Target) Journal(ctx context.Context, service string) (fleet.Journal, error) {
+	var j fleet.Journal
+	err := t.do(ctx, "journal "+service, http.MethodGet, service, "journal", "", nil, &j, t.timeout())
+	return j, err
+}
+
+// change sends one release step and logs what the controller said beyond success: that the step had
+// already been applied with this fencing token (an idempotent repeat, e.g. the retry after a worker
+// crash of a step whose first attempt landed).
+func (t *Target) change(ctx context.Context, what string, data spec.TemplateData, action string, in any,
+	timeout time.Duration) error {
+	var res fleet.ChangeResult
+	if err := t.do(ctx, what, http.MethodPost, data.Service, action, "", in, &res, timeout); err != nil {
+		return err
+	}
+	if res.Repeat {
+		t.log()("Fleet controller reports an idempotent repeat: this step had already been applied; nothing new happened",
+			"step", data.Step, "seq", data.Seq, "releaseID", data.ReleaseID, "service", data.Service,
+			"version", data.Version, "action", action, "controller", t.controller())
+	}
+	return nil
+}
+
+func (t *Target) log() func(string, ...any) {
+	if t.Log != nil {
+		return t.Log
+	}
+	return slog.Default().Info
+}
+
+// fence is the step's fencing token; a step without a release ID or seq goes out unfenced.
+func fence(data spec.TemplateData) fleet.Fence {
+	return fleet.Fence{ReleaseID: data.ReleaseID, Seq: data.Seq, Step: data.Step}
 }
 
 func op(what string, data spec.TemplateData) string {
@@ -270,10 +327,12 @@ func (t *Target) do(ctx context.Context, what, method, service, action, query st
 		msg := strings.TrimSpace(string(data))
 		if json.Unmarshal(data, &e) == nil && e.Error != "" {
 			msg = e.Error
-		} else if len(msg) > 300 {
+		}
+		// The message reaches history and the report: bounded, and without the worker's secrets.
+		if msg = redact.String(msg); len(msg) > 300 {
 			msg = msg[:300] + "…"
 		}
-		return &ControllerError{Op: what, Method: method, URL: u, Status: resp.StatusCode, Message: msg}
+		return &ControllerError{Op: what, Method: method, URL: u, Status: resp.StatusCode, Message: msg, Code: e.Code}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,11 +11,17 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/fleet"
 	"github.com/shepherd-release/shepherd/internal/testenv"
+	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -296,6 +303,190 @@ func TestDefaultController(t *testing.T) {
 	}
 	if err := (&Target{}).Deploy(t.Context(), data("", "v2", 0)); !errors.Is(err, ErrPermanent) {
 		t.Errorf("empty service: %v", err)
+	}
+}
+
+// The controller's error text reaches history and the report: bounded, and without the worker's secrets.
+func TestControllerErrorIsBoundedAndRedacted(t *testing.T) {
+	t.Setenv("TEMPORAL_API_KEY", "tmprl-worker-api-key-0123456789")
+	cfg := fakeController(t, 500, `{"error": "tmprl-worker-api-key-0123456789 `+strings.Repeat("x", 100000)+`"}`)
+	err := (&Target{}).at(cfg).Deploy(t.Context(), data("checkout", "v2", 0))
+	var ce *ControllerError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v", err)
+	}
+	if strings.Contains(err.Error(), "0123456789") || len(ce.Message) > 310 {
+		t.Errorf("message of %d bytes, secret shown: %v", len(ce.Message), strings.Contains(err.Error(), "0123456789"))
+	}
+}
+
+// fenced is template data of one release step with its fencing token.
+func fenced(service, version string, percent int, step string, seq int64) spec.TemplateData {
+	d := data(service, version, percent)
+	d.ReleaseID, d.Step, d.Seq = "release:"+service+":production/run-1", step, seq
+	return d
+}
+
+// recorder is a fake controller that records every request body and answers with answer(path).
+type recorder struct {
+	mu     sync.Mutex
+	bodies map[string]map[string]any // by path
+}
+
+func fakeRecorder(t *testing.T, answer func(path string) (int, string)) (string, *recorder) {
+	t.Helper()
+	rec := &recorder{bodies: map[string]map[string]any{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		_ = json.NewDecoder(r.Body).Decode(&body)
+		rec.mu.Lock()
+		rec.bodies[r.URL.Path] = body
+		rec.mu.Unlock()
+		status, text := answer(r.URL.Path)
+		w.WriteHeader(status)
+		fmt.Fprint(w, text)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, rec
+}
+
+func TestStepsCarryTheFencingToken(t *testing.T) {
+	cfg, rec := fakeRecorder(t, func(string) (int, string) { return 200, `{"service": "checkout", "outcome": "applied"}` })
+	ctx := t.Context()
+	tg := &Target{Log: func(string, ...any) { t.Error("a step that was applied was logged as a repeat") }}
+	steps := []struct {
+		path string
+		seq  int64
+		step string
+		fn   func(spec.TemplateData) error
+	}{
+		{"deploy", 1, "deploy", func(d spec.TemplateData) error { return tg.at(cfg).Deploy(ctx, d) }},
+		{"traffic", 3, "traffic", func(d spec.TemplateData) error { return tg.at(cfg).SetTraffic(ctx, d) }},
+		{"promote", 7, "promote", func(d spec.TemplateData) error { return tg.at(cfg).Promote(ctx, d) }},
+		{"rollback", 9, "remove-canary", func(d spec.TemplateData) error { return tg.at(cfg).Rollback(ctx, d) }},
+	}
+	for _, s := range steps {
+		d := fenced("checkout", "v2", 25, s.step, s.seq)
+		if err := s.fn(d); err != nil {
+			t.Fatalf("%s: %v", s.path, err)
+		}
+		rec.mu.Lock()
+		body := rec.bodies["/v1/services/checkout/"+s.path]
+		rec.mu.Unlock()
+		if body["releaseID"] != d.ReleaseID || body["seq"] != float64(s.seq) || body["step"] != s.step || body["version"] != "v2" {
+			t.Errorf("%s sent %v, want version v2, releaseID %s, seq %d, step %s", s.path, body, d.ReleaseID, s.seq, s.step)
+		}
+	}
+	if body := rec.bodies["/v1/services/checkout/traffic"]; body["percent"] != float64(25) {
+		t.Errorf("traffic sent %v", body)
+	}
+	// Bootstrap is no release step: it goes out without a token.
+	if err := tg.at(cfg).Bootstrap(ctx, "checkout", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	if body := rec.bodies["/v1/services/checkout/bootstrap"]; body["seq"] != nil || body["releaseID"] != nil {
+		t.Errorf("bootstrap sent a fencing token: %v", body)
+	}
+}
+
+func TestStaleWriteIsNonRetryableStaleWrite(t *testing.T) {
+	const refusal = `{"error": "traffic checkout v2: stale write refused: traffic v2 25% (step \"traffic\", seq 3) ...", "code": "StaleWrite"}`
+	cfg, _ := fakeRecorder(t, func(string) (int, string) { return http.StatusConflict, refusal })
+	d := fenced("checkout", "v2", 25, "traffic", 3)
+	err := (&Target{}).at(cfg).SetTraffic(t.Context(), d)
+	var ce *ControllerError
+	if !errors.Is(err, providers.ErrStaleWrite) || !errors.Is(err, ErrPermanent) || !errors.As(err, &ce) || !ce.Stale() ||
+		!strings.Contains(err.Error(), "stale write refused") || !strings.Contains(err.Error(), "seq 3") {
+		t.Fatalf("stale refusal: %v, want an error wrapping providers.ErrStaleWrite and ErrPermanent that says why", err)
+	}
+	// Through the activity layer it is the non-retryable StaleWrite error the workflow sees.
+	a := &activities.Activities{Targets: providers.Registry[providers.Target]{"fleet": (&Target{}).at(cfg)}}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	_, err = env.ExecuteActivity(a.SetTraffic, activities.StepInput{ReleaseID: d.ReleaseID, Step: "traffic:1:25", Target: "fleet", Data: d})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeStaleWrite || !appErr.NonRetryable() {
+		t.Fatalf("activity error %v, want a non-retryable %s application error", err, activities.ErrTypeStaleWrite)
+	}
+
+	// Another conflict is permanent but not stale.
+	cfg, _ = fakeRecorder(t, func(string) (int, string) { return http.StatusConflict, `{"error": "already has canary v3"}` })
+	if err := (&Target{}).at(cfg).SetTraffic(t.Context(), d); errors.Is(err, providers.ErrStaleWrite) || !errors.Is(err, ErrPermanent) {
+		t.Errorf("plain conflict: %v", err)
+	}
+}
+
+// pairs formats logger key-value pairs as "k=v k=v ".
+func pairs(kv []any) string {
+	var b strings.Builder
+	for i := 0; i+1 < len(kv); i += 2 {
+		fmt.Fprintf(&b, "%v=%v ", kv[i], kv[i+1])
+	}
+	return b.String()
+}
+
+func TestRepeatIsLogged(t *testing.T) {
+	cfg, _ := fakeRecorder(t, func(string) (int, string) {
+		return 200, `{"service": "checkout", "outcome": "repeat", "repeat": true}`
+	})
+	var logged []string
+	tg := &Target{Log: func(msg string, kv ...any) { logged = append(logged, msg+" "+pairs(kv)) }}
+	if err := tg.at(cfg).Deploy(t.Context(), fenced("checkout", "v2", 0, "deploy", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "idempotent repeat") || !strings.Contains(logged[0], "seq=1 ") {
+		t.Errorf("logged %q, want one line about an idempotent repeat of seq 1", logged)
+	}
+}
+
+// TestFencingAgainstController: the race fencing exists for, on the real controller. Traffic 25 % goes
+// out as seq 3 and is delayed; the release rolls back (seq 4: traffic 0); the late seq 3 arrives. The
+// target returns ErrStaleWrite and the canary keeps 0 %. Retries of steps are logged repeats.
+func TestFencingAgainstController(t *testing.T) {
+	cfg := startController(t, nil)
+	ctx := t.Context()
+	var repeats []string
+	tg := &Target{Log: func(msg string, kv ...any) { repeats = append(repeats, pairs(kv)) }}
+	if err := tg.at(cfg).Bootstrap(ctx, "cart", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the second is the retry after a crash: a repeat
+		if err := tg.at(cfg).Deploy(ctx, fenced("cart", "v2", 0, "deploy", 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(repeats) != 1 {
+		t.Errorf("repeats logged after deploying twice with seq 1: %q, want one", repeats)
+	}
+	if err := tg.at(cfg).SetTraffic(ctx, fenced("cart", "v2", 5, "traffic", 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tg.at(cfg).SetTraffic(ctx, fenced("cart", "v2", 0, "rollback-traffic", 4)); err != nil {
+		t.Fatal(err)
+	}
+	err := tg.at(cfg).SetTraffic(ctx, fenced("cart", "v2", 25, "traffic", 3))
+	if !errors.Is(err, providers.ErrStaleWrite) || !strings.Contains(err.Error(), `"rollback-traffic"`) {
+		t.Fatalf("late traffic 25%% (seq 3) after traffic 0%% (seq 4): %v, want ErrStaleWrite naming the newer step", err)
+	}
+	st, err := tg.at(cfg).State(ctx, "cart")
+	if err != nil || st.Weight != 0 {
+		t.Fatalf("after the stale write: %+v %v, want weight 0", st, err)
+	}
+	if err := tg.at(cfg).Rollback(ctx, fenced("cart", "v2", 0, "remove-canary", 5)); err != nil {
+		t.Fatal(err)
+	}
+	j, err := tg.at(cfg).Journal(ctx, "cart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range j.Entries {
+		got = append(got, fmt.Sprintf("%s %d %s", e.Action, e.Seq, e.Outcome))
+	}
+	want := "bootstrap 0 applied, deploy 1 applied, deploy 1 repeat, traffic 2 applied, traffic 4 applied, traffic 3 refused, rollback 5 applied"
+	if strings.Join(got, ", ") != want {
+		t.Errorf("journal: %s\nwant:    %s", strings.Join(got, ", "), want)
 	}
 }
 

@@ -1,10 +1,12 @@
 package notify
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/template"
 
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/record"
 )
 
@@ -61,8 +63,8 @@ var funcs = template.FuncMap{
 	"threshold":   record.Measurement.ThresholdText,
 }
 
-func parseTemplate(k EventKind, text string) (*template.Template, error) {
-	return template.New(string(k)).Funcs(funcs).Option("missingkey=error").Parse(text)
+func parseTemplate(k EventKind, text string) (*safetmpl.Template, error) {
+	return safetmpl.Parse(string(k), text, funcs)
 }
 
 // Message renders the text sent for event: the config's template for its kind, else the default. For
@@ -83,11 +85,11 @@ func Message(cfg Config, event Event) (string, error) {
 	if cfg.Type == TypeSlack {
 		data = escapeEvent(event)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	rendered, err := t.Execute(data)
+	if err != nil && !errors.Is(err, safetmpl.ErrTooLarge) { // too large is cut below
 		return "", fmt.Errorf("template for %s: %v", event.Kind, err)
 	}
-	out := strings.TrimSpace(b.String())
+	out := strings.TrimSpace(rendered)
 	if len(out) > MaxMessageLen {
 		cut := MaxMessageLen
 		for cut > 0 && !utf8Start(out[cut]) {

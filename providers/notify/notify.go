@@ -11,12 +11,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -136,7 +140,8 @@ func (c Config) Validate() error {
 			problems = append(problems, "url "+err.Error())
 		}
 	}
-	for k, t := range c.Templates {
+	for _, k := range slices.Sorted(maps.Keys(c.Templates)) { // sorted: the same config, the same message
+		t := c.Templates[k]
 		if !k.Known() {
 			problems = append(problems, fmt.Sprintf("templates: unknown event kind %q", k))
 			continue
@@ -230,6 +235,7 @@ func (c Config) resolveURL() (string, error) {
 	if c.URL != "" {
 		return c.URL, nil
 	}
+	redact.Names(c.URLEnv) // the URL is the credential
 	v := strings.TrimSpace(os.Getenv(c.URLEnv))
 	if v == "" {
 		return "", fmt.Errorf("%w: environment variable %s (urlEnv) is unset or empty on the worker; "+
@@ -251,7 +257,7 @@ func checkURL(raw string) error {
 }
 
 // redact names a destination without the path, query or user info, where webhook secrets live.
-func redact(raw string) string {
+func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		return "the webhook"
@@ -260,7 +266,7 @@ func redact(raw string) string {
 }
 
 func post(ctx context.Context, typ, target string, body []byte, key string, kind EventKind) error {
-	where := fmt.Sprintf("%s notification %s to %s", typ, kind, redact(target))
+	where := fmt.Sprintf("%s notification %s to %s", typ, kind, redactURL(target))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("%w: %s: build request: invalid URL", ErrPermanent, where)
@@ -269,7 +275,7 @@ func post(ctx context.Context, typ, target string, body []byte, key string, kind
 	req.Header.Set("User-Agent", "shepherd-notify")
 	req.Header.Set("Idempotency-Key", key)
 	req.Header.Set("X-Shepherd-Event", string(kind))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req)
 	if err != nil {
 		// *url.Error repeats the full URL; keep only the operation's cause.
 		var uerr *url.Error
@@ -298,7 +304,7 @@ func post(ctx context.Context, typ, target string, body []byte, key string, kind
 func readSnippet(r io.Reader) string {
 	b, _ := io.ReadAll(io.LimitReader(r, 200))
 	_, _ = io.Copy(io.Discard, io.LimitReader(r, 1<<16))
-	s := strings.Join(strings.Fields(string(b)), " ")
+	s := strings.Join(strings.Fields(redact.String(string(b))), " ")
 	if s == "" {
 		return ""
 	}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -93,13 +93,16 @@ func (c ExecCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), data.Env()...)
+	// Never the worker's whole environment: it holds the Temporal API key and other credentials.
+	cmd.Env = redact.CommandEnv(nil, data.Env())
 	stdout, stderr := &capped{max: maxOutput}, &capped{max: maxOutput, tail: true}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	killGroup(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	runErr := cmd.Run()
-	out := strings.TrimSpace(stdout.String())
+	// The output becomes the observation, stored in history and the report: redacted.
+	raw := strings.TrimSpace(stdout.String())
+	out := redact.String(raw)
 
 	if ctx.Err() == context.DeadlineExceeded {
 		return fail(fmt.Sprintf("no result within %v", timeout), expected, ctx.Err())
@@ -113,14 +116,14 @@ func (c ExecCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	}
 	if runErr != nil {
 		obs := exitErr.ProcessState.String() // "exit status 3", "signal: killed"
-		if ev := lastLine(stderr.String()); ev != "" {
+		if ev := lastLine(redact.String(stderr.String())); ev != "" {
 			obs += ": " + clip(ev, 200)
 		} else if ev := lastLine(out); ev != "" {
 			obs += ": " + clip(ev, 200)
 		}
 		return fail(obs, expected, ErrUnmet)
 	}
-	if expect != "" && out != expect {
+	if expect != "" && raw != expect {
 		return fail(fmt.Sprintf("output %q", clip(out, 200)), expected, ErrUnmet)
 	}
 	if out == "" {

@@ -7,13 +7,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -77,8 +81,8 @@ func (c HTTPCheck) Validate() error {
 			}
 		}
 	}
-	for h, env := range c.HeaderEnv {
-		if strings.TrimSpace(env) == "" {
+	for _, h := range slices.Sorted(maps.Keys(c.HeaderEnv)) { // sorted: the same config, the same message
+		if env := c.HeaderEnv[h]; strings.TrimSpace(env) == "" {
 			problems = append(problems, fmt.Sprintf("headerEnv.%s: name an environment variable", h))
 		}
 	}
@@ -117,7 +121,7 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if status == 0 {
 		status = http.StatusOK
 	}
-	expected := fmt.Sprintf("HTTP %d from GET %s", status, redact(u))
+	expected := fmt.Sprintf("HTTP %d from GET %s", status, redactURL(u))
 	switch {
 	case c.JSONField != "" && expect != "":
 		expected += fmt.Sprintf(" with %s = %q", c.JSONField, expect)
@@ -141,7 +145,9 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if c.JSONField != "" {
 		req.Header.Set("Accept", "application/json")
 	}
-	for h, env := range c.HeaderEnv {
+	for _, h := range slices.Sorted(maps.Keys(c.HeaderEnv)) { // sorted: the same error for the same config
+		env := c.HeaderEnv[h]
+		redact.Names(env) // a credential: masked wherever an answer echoes it
 		v := os.Getenv(env)
 		if v == "" {
 			return fail("", expected, fmt.Errorf("%w: environment variable %s (headerEnv %s) is unset or empty on the worker",
@@ -149,7 +155,7 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 		}
 		req.Header.Set(h, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := safehttp.Client.Do(req) // no credentials follow a redirect to another host
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
@@ -165,6 +171,9 @@ func (c HTTPCheck) Run(ctx context.Context, data spec.TemplateData) (observed st
 	if err != nil {
 		return fail(fmt.Sprintf("HTTP %d with an unreadable body", resp.StatusCode), expected, err)
 	}
+	// What the server said becomes the observation, stored in history and the report: a server that
+	// echoes the credential header must not put it there.
+	body = []byte(redact.String(string(body)))
 	if resp.StatusCode != status {
 		obs := fmt.Sprintf("HTTP %d", resp.StatusCode)
 		if s := clip(string(body), 120); s != "" {
@@ -239,4 +248,4 @@ func field(body []byte, path string) (string, error) {
 }
 
 // redact names an endpoint without user info or query, where tokens tend to live.
-func redact(u *url.URL) string { return u.Scheme + "://" + u.Host + u.EscapedPath() }
+func redactURL(u *url.URL) string { return u.Scheme + "://" + u.Host + u.EscapedPath() }

@@ -10,8 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/template"
 
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -90,13 +90,10 @@ func (c Check) Run(ctx context.Context, data spec.TemplateData) (observed string
 	return "", &CheckError{Check: c.Name(), Err: fmt.Errorf("%w: %v", ErrPermanent, c.Validate())}
 }
 
-var funcs = template.FuncMap{
-	// shq quotes a value for sh: {{shq .Version}}.
-	"shq": func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" },
-}
-
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Funcs(funcs).Option("missingkey=error").Parse(text)
+// parseTemplate parses a check's template; every template has {{shq .Version}}, which quotes a value for
+// sh, and is bounded (internal/safetmpl).
+func parseTemplate(name, text string) (*safetmpl.Template, error) {
+	return safetmpl.Parse(name, text, nil)
 }
 
 func render(name, text string, d spec.TemplateData) (string, error) {
@@ -104,11 +101,7 @@ func render(name, text string, d spec.TemplateData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return b.String(), nil
+	return t.Execute(d)
 }
 
 // clip shortens an observation for messages, on one line.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -236,6 +238,22 @@ func TestExecCheckTimeoutKillsChildren(t *testing.T) {
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Run took %v after a 200ms timeout: children not killed", d)
+	}
+}
+
+// A child that let go of the output is killed too: it would write "late" 1 s in, well after the timeout,
+// and the test waits past that moment.
+func TestExecCheckTimeoutKillsDetachedChildren(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	_, err := ExecCheck{Name: "slow", Command: `(sleep 1; touch late) >/dev/null 2>&1 & sleep 30`, Dir: dir,
+		Timeout: spec.Duration(200 * time.Millisecond)}.Run(context.Background(), data)
+	if err == nil {
+		t.Fatal("want a timeout")
+	}
+	time.Sleep(time.Until(start.Add(1500 * time.Millisecond)))
+	if _, err := os.Stat(filepath.Join(dir, "late")); !os.IsNotExist(err) {
+		t.Error("a child of the timed-out command survived it")
 	}
 }
 

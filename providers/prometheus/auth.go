@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/shepherd-release/shepherd/internal/redact"
 )
 
 // credentials names where the worker finds the secrets; the secrets themselves are read on every query,
@@ -66,6 +68,7 @@ func (c credentials) authorization() (string, error) {
 // or file and the spec key, never the content.
 func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	if env != "" {
+		redact.Names(env) // masked wherever an answer echoes it
 		v, ok := os.LookupEnv(env)
 		if !ok {
 			return "", credErr(fmt.Sprintf("environment variable %s (%s) is not set in the "+
@@ -87,6 +90,7 @@ func readSecret(env, file, envKey, fileKey, what string) (string, error) {
 	if v == "" {
 		return "", credErr(fmt.Sprintf("%s file %s (%s) is empty", what, file, fileKey))
 	}
+	redact.Values(v)
 	return v, nil
 }
 

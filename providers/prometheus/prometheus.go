@@ -17,6 +17,8 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safehttp"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -79,12 +81,13 @@ type Error struct {
 	Cause error
 }
 
-// Error returns Msg followed by the cause.
+// Error returns Msg followed by the cause, redacted: the cause may quote a response body, and a server
+// may echo the credentials it was sent.
 func (e *Error) Error() string {
 	if e.Cause != nil {
-		return e.Msg + ": " + e.Cause.Error()
+		return redact.String(e.Msg + ": " + e.Cause.Error())
 	}
-	return e.Msg
+	return redact.String(e.Msg)
 }
 
 // Unwrap exposes both the kind and the cause to errors.Is and errors.As.
@@ -102,6 +105,10 @@ var retryBackoff = []time.Duration{100 * time.Millisecond, 300 * time.Millisecon
 // transport is shared by every provider: activities may build one per measurement, and a transport per
 // provider would leave idle connections behind each time. Credentials are set per request, not here.
 var transport = http.DefaultTransport.(*http.Transport).Clone()
+
+// httpClient caps every answer (client_golang reads the whole body into memory) and keeps the
+// Authorization header from following a redirect to another origin.
+var httpClient = &http.Client{Transport: safehttp.LimitBody(transport, safehttp.MaxBody), CheckRedirect: safehttp.CheckRedirect}
 
 // provider implements providers.Metrics against one Prometheus server.
 type provider struct {
@@ -122,7 +129,7 @@ func New(cfg Config) (providers.Metrics, error) {
 	u, err := url.Parse(addr)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &Error{Kind: ErrConfig, Msg: fmt.Sprintf("address %q must be an "+
-			"http:// or https:// URL such as %s", redact(addr), DefaultAddress)}
+			"http:// or https:// URL such as %s", redactURL(addr), DefaultAddress)}
 	}
 	if u.User != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "address must not contain credentials " +
@@ -144,7 +151,7 @@ func New(cfg Config) (providers.Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := api.NewClient(api.Config{Address: addr, RoundTripper: transport})
+	client, err := api.NewClient(api.Config{Address: addr, Client: httpClient})
 	if err != nil {
 		return nil, &Error{Kind: ErrConfig, Msg: "building the Prometheus client", Cause: err}
 	}
@@ -241,6 +248,10 @@ func (p *provider) classify(status int, err error) (*Error, bool) {
 	var apiErr *v1.Error
 	isAPI := errors.As(err, &apiErr)
 	switch {
+	case errors.Is(err, safehttp.ErrBodyTooLarge):
+		return &Error{Kind: ErrUnusableResult, Msg: fmt.Sprintf("Prometheus at %s answered with more than %d "+
+			"bytes; is the source's address the Prometheus base URL, and does the query aggregate to "+
+			"one series?", p.address, safehttp.MaxBody), Cause: err}, false
 	case status == 0 || !isAPI:
 		return &Error{Kind: ErrUnavailable, Msg: fmt.Sprintf("cannot reach Prometheus at %s "+
 			"(address); is it running and reachable from the worker?", p.address),
@@ -339,7 +350,7 @@ func detail(body string) string {
 }
 
 // redact hides the password of a URL that failed to parse as we want.
-func redact(addr string) string {
+func redactURL(addr string) string {
 	if u, err := url.Parse(addr); err == nil {
 		return u.Redacted()
 	}

@@ -1,11 +1,10 @@
 package prometheus
 
 import (
-	"bytes"
 	"reflect"
 	"strconv"
-	"text/template"
 
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -16,16 +15,16 @@ import (
 // Values are escaped for double-quoted PromQL strings only: templates must not put them inside single
 // quotes or backticks, and a value used in a regex matcher (=~) is matched as a regex.
 func Render(queryTemplate string, data spec.TemplateData) (string, error) {
-	t, err := template.New("query").Option("missingkey=error").Parse(queryTemplate)
+	t, err := safetmpl.Parse("query", queryTemplate, nil)
 	if err != nil {
 		return "", &Error{Kind: ErrTemplate, Msg: "query template does not parse", Cause: err}
 	}
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, escapedData(data)); err != nil {
+	out, err := t.Execute(escapedData(data))
+	if err != nil {
 		return "", &Error{Kind: ErrTemplate, Msg: "query template does not render (the keys are .Service " +
 			".Environment .Version .PreviousVersion .Percent .Stage .ReleaseID)", Cause: err}
 	}
-	return buf.String(), nil
+	return out, nil
 }
 
 // EscapeString escapes s for use between the double quotes of a PromQL string literal (a label matcher

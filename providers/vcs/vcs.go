@@ -13,9 +13,10 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"text/template"
 	"time"
 
+	"github.com/shepherd-release/shepherd/internal/redact"
+	"github.com/shepherd-release/shepherd/internal/safetmpl"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -288,7 +289,7 @@ func (g gitRepo) run(ctx context.Context, stdin string, args ...string) (string,
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", &gitError{args: redactArgs(args), err: err, stderr: lastLines(redactURLs(stderr.String()), 3)}
+		return "", &gitError{args: redactArgs(args), err: err, stderr: lastLines(redact.String(redactURLs(stderr.String())), 3)}
 	}
 	return strings.TrimSpace(stdout.String()), nil
 }
@@ -344,8 +345,8 @@ func orDefault(v, def string) string {
 	return v
 }
 
-func parseTemplate(name, text string) (*template.Template, error) {
-	return template.New(name).Option("missingkey=error").Parse(text)
+func parseTemplate(name, text string) (*safetmpl.Template, error) {
+	return safetmpl.Parse(name, text, nil)
 }
 
 func render(name, text string, d spec.TemplateData) (string, error) {
@@ -353,9 +354,6 @@ func render(name, text string, d spec.TemplateData) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(b.String()), nil
+	out, err := t.Execute(d)
+	return strings.TrimSpace(out), err
 }
