@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shepherd-release/shepherd/internal/cli"
+	"github.com/shepherd-release/shepherd/internal/demo"
 	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/record"
@@ -32,7 +32,7 @@ func TestDemoReleases(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	log := demoLog{t}
-	s, err := cli.StartDemoStack(ctx, cli.DemoOptions{
+	s, err := demo.Start(ctx, demo.Options{
 		StateDir: t.TempDir(), UIPort: -1, ServiceBinary: serviceBin,
 		TemporalBinary: temporalBin, PrometheusBinary: prometheusBin, Progress: log,
 	})
@@ -46,7 +46,7 @@ func TestDemoReleases(t *testing.T) {
 		}
 	})
 
-	rels, err := cli.RunDemo(ctx, s, 9*time.Second, 3*time.Second, log)
+	rels, err := demo.Run(ctx, s, 9*time.Second, 3*time.Second, log)
 	if err != nil {
 		t.Fatalf("running the demo releases: %v", err)
 	}
@@ -101,22 +101,22 @@ func TestDemoReleases(t *testing.T) {
 	if d := bad.BreachToRollback(); d <= 0 || d > 15*time.Second {
 		t.Errorf("breach onset → rolled back took %s; want (0, 15s] with a 3s analysis interval", d)
 	}
-	if err := cli.CheckDemo(rels); err != nil {
+	if err := demo.Check(rels); err != nil {
 		t.Errorf("CheckDemo: %v", err)
 	}
 
 	// The fleet agrees: v2 is stable, no canary, and v3's process is gone.
-	st, err := s.FleetTarget().State(ctx, cli.DemoService)
+	st, err := s.FleetTarget().State(ctx, demo.Service)
 	if err != nil {
 		t.Fatalf("fleet state: %v", err)
 	}
-	if st.Stable != cli.DemoGoodVersion || st.Canary != "" {
-		t.Errorf("fleet: stable %q canary %q, want stable %q and no canary", st.Stable, st.Canary, cli.DemoGoodVersion)
+	if st.Stable != demo.GoodVersion || st.Canary != "" {
+		t.Errorf("fleet: stable %q canary %q, want stable %q and no canary", st.Stable, st.Canary, demo.GoodVersion)
 	}
 	var pids []int
 	for _, in := range st.Instances {
-		if in.Version == cli.DemoBadVersion {
-			t.Errorf("fleet still has an instance of %s: %+v", cli.DemoBadVersion, in)
+		if in.Version == demo.BadVersion {
+			t.Errorf("fleet still has an instance of %s: %+v", demo.BadVersion, in)
 		}
 		pids = append(pids, in.PID)
 	}

@@ -4,12 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,12 +15,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shepherd-release/shepherd/fleet"
+	"github.com/shepherd-release/shepherd/internal/demo"
 )
 
 func init() { extraCommands = append(extraCommands, newFleetCmd) }
-
-// serviceBinaryName is the demo service executable that `make build` puts next to bin/shepherd.
-const serviceBinaryName = "demo-service"
 
 func newFleetCmd(g *globals) *cobra.Command {
 	var cfg fleet.Config
@@ -170,52 +165,11 @@ func parseRate(s string) (float64, error) {
 	return v, nil
 }
 
-// findServiceBinary locates the demo-service executable: the explicit path, else demo-service next to
-// this executable (bin/shepherd and bin/demo-service, as `make build` lays them out), else
-// bin/demo-service under the working directory, else demo-service on PATH.
+// findServiceBinary is demo.FindServiceBinary, with an explicit path that is not executable a usage error.
 func findServiceBinary(explicit string) (string, error) {
-	hint := "build it with `make build` (go build -o bin/demo-service ./cmd/demo-service) or pass --service-binary"
-	if explicit != "" {
-		if !isExecutableFile(explicit) {
-			return "", withHint(ExitUsage, fmt.Errorf("--service-binary %s is not an executable file", explicit), hint)
-		}
-		return filepath.Abs(explicit)
+	p, err := demo.FindServiceBinary(explicit)
+	if err != nil && explicit != "" {
+		return "", withHint(ExitUsage, err, "pass the demo-service executable, or build it with `make build`")
 	}
-	var tried []string
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), serviceBinaryName)
-		if isExecutableFile(p) {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	if p, err := filepath.Abs(filepath.Join("bin", serviceBinaryName)); err == nil {
-		if isExecutableFile(p) {
-			return p, nil
-		}
-		tried = append(tried, p)
-	}
-	if p, err := exec.LookPath(serviceBinaryName); err == nil {
-		return filepath.Abs(p)
-	}
-	tried = append(tried, serviceBinaryName+" on PATH")
-	return "", withHint(ExitError, fmt.Errorf("demo service binary not found (tried %s)", strings.Join(tried, ", ")), hint)
-}
-
-func isExecutableFile(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode().Perm()&0o111 != 0
-}
-
-// describeProfiles is a one-line summary of the profiles, for start-up messages.
-func describeProfiles(m map[string]fleet.Profile) string {
-	if len(m) == 0 {
-		return "every version healthy"
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(m)) {
-		p := m[k]
-		parts = append(parts, fmt.Sprintf("%s: %g%% errors, %s latency", k, p.ErrorRate*100, p.Latency))
-	}
-	return strings.Join(parts, "; ")
+	return p, err
 }

@@ -1,4 +1,4 @@
-package cli
+package demo
 
 import (
 	"bytes"
@@ -11,20 +11,20 @@ import (
 )
 
 func TestDemoSpecs(t *testing.T) {
-	good, bad, err := DemoSpecs(0, 0)
+	good, bad, err := Specs(0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if good.Version != DemoGoodVersion || good.PreviousVersion != DemoStableVersion || bad.Version != DemoBadVersion || bad.PreviousVersion != DemoGoodVersion {
+	if good.Version != GoodVersion || good.PreviousVersion != StableVersion || bad.Version != BadVersion || bad.PreviousVersion != GoodVersion {
 		t.Fatalf("demo versions %s→%s and %s→%s", good.PreviousVersion, good.Version, bad.PreviousVersion, bad.Version)
 	}
-	if good.Service != DemoService || bad.Service != DemoService {
-		t.Errorf("demo service %q/%q, want %q", good.Service, bad.Service, DemoService)
+	if good.Service != Service || bad.Service != Service {
+		t.Errorf("demo service %q/%q, want %q", good.Service, bad.Service, Service)
 	}
-	if _, ok := DemoProfiles()[DemoBadVersion]; !ok {
-		t.Errorf("no fleet profile makes %s bad", DemoBadVersion)
+	if _, ok := Profiles()[BadVersion]; !ok {
+		t.Errorf("no fleet profile makes %s bad", BadVersion)
 	}
-	good, bad, err = DemoSpecs(7*time.Second, 2*time.Second)
+	good, bad, err = Specs(7*time.Second, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func rolledBack(t0 time.Time) record.Status {
 
 func TestFillTimings(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r := DemoRelease{Result: rolledBack(t0)}
+	r := Release{Result: rolledBack(t0)}
 	r.fillTimings()
 	if !r.BreachOnset.Equal(t0) {
 		t.Errorf("breach onset %s, want the traffic decision %s", r.BreachOnset, t0)
@@ -82,7 +82,7 @@ func TestFillTimings(t *testing.T) {
 		t.Errorf("failed check %+v, want error-rate 0.2", r.FailedCheck)
 	}
 
-	ok := DemoRelease{Result: record.Status{Phase: record.PhaseSucceeded, Decisions: []record.Decision{
+	ok := Release{Result: record.Status{Phase: record.PhaseSucceeded, Decisions: []record.Decision{
 		{Time: t0, Kind: record.KindStep, Stage: 1, Message: "traffic on v2 is 10%"},
 	}}}
 	ok.fillTimings()
@@ -93,34 +93,34 @@ func TestFillTimings(t *testing.T) {
 
 func TestCheckDemo(t *testing.T) {
 	t0 := time.Now()
-	bad := DemoRelease{Result: rolledBack(t0), Spec: spec.Release{Version: "v3"}}
+	bad := Release{Result: rolledBack(t0), Spec: spec.Release{Version: "v3"}}
 	bad.fillTimings()
-	good := DemoRelease{Result: record.Status{Phase: record.PhaseSucceeded}, Spec: spec.Release{Version: "v2"}}
-	if err := CheckDemo([]DemoRelease{good, bad}); err != nil {
-		t.Errorf("CheckDemo(as intended) = %v", err)
+	good := Release{Result: record.Status{Phase: record.PhaseSucceeded}, Spec: spec.Release{Version: "v2"}}
+	if err := Check([]Release{good, bad}); err != nil {
+		t.Errorf("Check(as intended) = %v", err)
 	}
-	if err := CheckDemo([]DemoRelease{bad, good}); err == nil {
-		t.Error("CheckDemo accepts a good release that rolled back and a bad one that succeeded")
+	if err := Check([]Release{bad, good}); err == nil {
+		t.Error("Check accepts a good release that rolled back and a bad one that succeeded")
 	}
 	other := bad
 	other.FailedCheck = &record.Measurement{Check: "p99-latency"}
-	if err := CheckDemo([]DemoRelease{good, other}); err == nil || !strings.Contains(err.Error(), "not on a failed error-rate") {
-		t.Errorf("CheckDemo(latency rollback) = %v", err)
+	if err := Check([]Release{good, other}); err == nil || !strings.Contains(err.Error(), "not on a failed error-rate") {
+		t.Errorf("Check(latency rollback) = %v", err)
 	}
-	if err := CheckDemo([]DemoRelease{good}); err == nil {
-		t.Error("CheckDemo accepts one release")
+	if err := Check([]Release{good}); err == nil {
+		t.Error("Check accepts one release")
 	}
 }
 
 func TestRenderDemoSummary(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	checks := []spec.Check{{Name: "error-rate"}, {Name: "p99-latency"}}
-	bad := DemoRelease{Result: rolledBack(t0), Spec: spec.Release{Version: "v3",
+	bad := Release{Result: rolledBack(t0), Spec: spec.Release{Version: "v3",
 		Stages:   []spec.Stage{{Percent: 10}, {Percent: 100}},
 		Analysis: spec.Analysis{Interval: spec.Duration(5 * time.Second), Checks: checks}}}
 	bad.fillTimings()
 	var b bytes.Buffer
-	RenderDemoSummary(&b, &DemoStack{ScrapeInterval: time.Second}, []DemoRelease{bad})
+	RenderSummary(&b, &Stack{ScrapeInterval: time.Second}, []Release{bad})
 	out := b.String()
 	for _, want := range []string{
 		"checkout v2 → v3: RolledBack",

@@ -1,7 +1,8 @@
-package cli
+package bench
 
 import (
 	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/internal/demo"
 	"github.com/shepherd-release/shepherd/providers/exec"
 	"strings"
 	"testing"
@@ -58,17 +59,17 @@ func TestAbortSpecIsValid(t *testing.T) {
 // TestBenchMarkdownVerdicts: the targets are judged on the numbers, misses reported as misses.
 func TestBenchMarkdownVerdicts(t *testing.T) {
 	t0 := time.Now()
-	rel := func(took time.Duration) DemoRelease {
-		return DemoRelease{Spec: spec.Release{Version: "v3.1"}, BreachOnset: t0, RollbackDecided: t0.Add(took - 100*time.Millisecond),
+	rel := func(took time.Duration) demo.Release {
+		return demo.Release{Spec: spec.Release{Version: "v3.1"}, BreachOnset: t0, RollbackDecided: t0.Add(took - 100*time.Millisecond),
 			RolledBackAt: t0.Add(took), Result: record.Status{TrafficRestoredAfter: 40 * time.Millisecond}}
 	}
-	res := benchResults{
+	res := Results{
 		started: t0, finished: t0.Add(time.Minute),
 		abort: ms(30, 31, 32, 90), floor: ms(20, 20, 20, 40), restoredAfter: ms(10, 10, 10, 10),
-		breaches: []DemoRelease{rel(5200 * time.Millisecond), rel(9 * time.Second)},
+		breaches: []demo.Release{rel(5200 * time.Millisecond), rel(9 * time.Second)},
 		interval: 5 * time.Second, scrape: time.Second, loadRPS: 50,
 	}
-	md := benchMarkdown(res, benchConfig{})
+	md := Markdown(res, Config{})
 	for _, want := range []string{
 		"| 4 | 31ms | 90ms | 90ms | p50 ≤ 2 × floor p50 (40ms) | **PASS** |",
 		"p99 ≤ 2 × floor p99 (80ms) | **MISS** |",
