@@ -4,7 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/shepherd-release/shepherd/internal/redact"
 
 	"github.com/shepherd-release/shepherd/providers"
 )
@@ -39,6 +42,10 @@ func TestSecretRead(t *testing.T) {
 	}
 	if v, err := (providers.Secret{File: f}).Read(); err != nil || v != "from-file" {
 		t.Fatalf("file: %q, %v", v, err)
+	}
+	// Both are masked wherever output that reaches history echoes them.
+	if got := redact.String("token s3cret and from-file"); strings.Contains(got, "s3cret") || strings.Contains(got, "from-file") {
+		t.Errorf("secrets read are not redacted: %q", got)
 	}
 	if _, err := (providers.Secret{Env: "SHEPHERD_TEST_UNSET_SECRET"}).Read(); err == nil {
 		t.Error("an unset variable must be an error")

@@ -5,6 +5,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+
+	"github.com/shepherd-release/shepherd/internal/redact"
 )
 
 // Registry holds the providers of one kind a worker has, by the name the operator gave each in the worker
@@ -82,13 +84,15 @@ func (s Secret) Validate() error {
 	return nil
 }
 
-// Read returns the secret, read afresh (so a rotated file is picked up). Errors name the variable or the
-// file, never the content.
+// Read returns the secret, read afresh (so a rotated file is picked up), and registers it with
+// internal/redact, so it is masked wherever command output or an answer echoes it. Errors name the
+// variable or the file, never the content.
 func (s Secret) Read() (string, error) {
 	if err := s.Validate(); err != nil {
 		return "", err
 	}
 	if s.Env != "" {
+		redact.Names(s.Env)
 		v, ok := os.LookupEnv(s.Env)
 		if !ok || strings.TrimSpace(v) == "" {
 			return "", fmt.Errorf("environment variable %s is not set (or empty) in the worker's environment", s.Env)
@@ -103,6 +107,7 @@ func (s Secret) Read() (string, error) {
 	if v == "" {
 		return "", fmt.Errorf("secret file %s is empty", s.File)
 	}
+	redact.Values(v)
 	return v, nil
 }
 
