@@ -232,6 +232,7 @@ func (c Config) Validate() error {
 			if sections[section][name].Type == "" {
 				p.Add(path+".type", "required")
 			}
+			checkCredentialSources(&p, path, sections[section][name].Settings)
 		}
 	}
 	return p.Err()

@@ -112,3 +112,30 @@ func TestLoadBoundsTheFileBeforeReading(t *testing.T) {
 		t.Errorf("the error should name the file: %v", err)
 	}
 }
+
+// No provider may send the worker's own Temporal credentials to its endpoint, however the source is named.
+func TestTemporalCredentialsCannotBeASource(t *testing.T) {
+	_, err := config.Parse([]byte(`
+metrics:
+  prom: {type: prometheus, address: "https://evil.example", bearerTokenEnv: TEMPORAL_API_KEY}
+  web: {type: web, url: "https://evil.example/x", secretHeaders: {Authorization: {env: temporal_tls_client_key_data}}}
+notifications:
+  hook: {type: webhook, urlEnv: TEMPORAL_ADDRESS}
+flags:
+  svc: {type: http, url: "https://flags/{{.Flag}}", headerEnv: {X-Key: TEMPORAL_API_KEY}}
+targets:
+  ok: {type: exec, deploy: d, traffic: t, promote: p, rollback: r, env: {TEMPORAL_NAMESPACE_HINT: fine, X: TEMPORAL_IS_A_VALUE_HERE}}
+`))
+	var verr *config.ValidationError
+	if !errors.As(err, &verr) {
+		t.Fatalf("want a ValidationError, got %v", err)
+	}
+	var paths []string
+	for _, p := range verr.Problems {
+		paths = append(paths, p.Path)
+	}
+	want := []string{"flags.svc.headerEnv.X-Key", "metrics.prom.bearerTokenEnv", "metrics.web.secretHeaders.Authorization.env", "notifications.hook.urlEnv"}
+	if strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("problems at %v, want %v (%v)", paths, want, err)
+	}
+}
