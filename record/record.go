@@ -122,9 +122,12 @@ type StageStatus struct {
 	// SoakRemaining is the soak time left (frozen while paused).
 	SoakRemaining time.Duration `json:"soakRemaining"`
 	// ApprovalRequired says the stage has an approval gate; Approved whether it was passed.
-	ApprovalRequired bool   `json:"approvalRequired,omitempty"`
-	Approved         bool   `json:"approved,omitempty"`
-	ApprovedBy       string `json:"approvedBy,omitempty"`
+	ApprovalRequired bool `json:"approvalRequired,omitempty"`
+	Approved         bool `json:"approved,omitempty"`
+	// ApprovedBy lists who has approved the stage's gate so far (verified principals, or typed names
+	// where unsigned approvals are accepted); ApprovalsNeeded how many more distinct approvers it needs.
+	ApprovedBy      string `json:"approvedBy,omitempty"`
+	ApprovalsNeeded int    `json:"approvalsNeeded,omitempty"`
 }
 
 // Status is the answer of the `status` query.

@@ -121,6 +121,11 @@ type Stage struct {
 	ApprovalTimeout Duration `json:"approvalTimeout,omitempty"`
 	// OnApprovalTimeout is "abort" (default) or "proceed".
 	OnApprovalTimeout string `json:"onApprovalTimeout,omitempty"`
+	// Approvers is how many distinct people must approve the gate (a quorum); default 1.
+	Approvers int `json:"approvers,omitempty"`
+	// ApprovalRoles limits who may approve to people holding one of these roles (roles are given to
+	// keys in the worker's configuration); empty: anyone trusted.
+	ApprovalRoles []string `json:"approvalRoles,omitempty"`
 }
 
 // Analysis configures the SLO checks.

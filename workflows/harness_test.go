@@ -140,6 +140,8 @@ type harness struct {
 	spec      spec.Release
 	updates   int
 	reportDir string
+	// acts are the activities the workflow runs; tests may set their Approvals policy before run.
+	acts *activities.Activities
 	// workflowID overrides the release's own workflow ID.
 	workflowID string
 }
@@ -151,11 +153,12 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 		target: &fakeTarget{failures: map[string]error{}, hooks: map[string]func(context.Context) error{}}, metrics: &fakeMetrics{value: healthy},
 		reportDir: t.TempDir()}
 	RegisterWorkflows(h.env)
-	RegisterActivities(h.env, &activities.Activities{
+	h.acts = &activities.Activities{
 		Targets:   map[string]activities.Target{"exec": h.target},
 		Metrics:   h.metrics.factory,
 		ReportDir: h.reportDir,
-	})
+	}
+	RegisterActivities(h.env, h.acts)
 	h.env.SetTestTimeout(30 * time.Second)
 	h.start = h.env.Now()
 	return h

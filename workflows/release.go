@@ -99,9 +99,12 @@ type release struct {
 	abortReq   *ControlRequest
 	paused     bool
 	pauseCause string
-	approval   *ControlRequest
-	saga       saga
-	checks     *record.Streaks
+	// gate is the approval gate the release waits at, nil when none.
+	gate *gate
+	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
+	verify bool
+	saga   saga
+	checks *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
 	signoffRole string
 	// notifications counts notifications still being delivered.
@@ -150,6 +153,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)
 	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
+	r.verify = workflow.GetVersion(ctx, changeVerifiedApprovals, workflow.DefaultVersion, 1) >= 1
 	r.checks = record.NewStreaks(s.Analysis.FailureLimit, s.Analysis.InconclusiveLimit)
 	return r
 }

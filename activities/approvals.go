@@ -1,0 +1,53 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"github.com/shepherd-release/shepherd/approvals"
+)
+
+// VerifyInput asks whether a control request proves who sent it, for one gate of one run.
+type VerifyInput struct {
+	Environment string `json:"environment"`
+	// Want is what the release waits for now (workflow, run, gate, action); the signed claim must match it.
+	Want approvals.Claim `json:"want"`
+	// Roles the approver must hold one of; empty: any trusted key.
+	Roles []string `json:"roles,omitempty"`
+	// Signed is the request's signed claim; nil for an unsigned request.
+	Signed *approvals.Signed `json:"signed,omitempty"`
+	// By is the name the sender typed.
+	By string `json:"by"`
+	// Now is the workflow's time, against which the expiry is checked.
+	Now time.Time `json:"now"`
+}
+
+// VerifyResult is the verification's answer; it is recorded in history (a local activity's marker).
+type VerifyResult struct {
+	// Verified is true when a trusted signature proved the identity.
+	Verified bool               `json:"verified"`
+	Identity approvals.Identity `json:"identity"`
+	// Rejected says why the request is refused ("" when accepted).
+	Rejected string `json:"rejected,omitempty"`
+}
+
+// VerifyControl checks a control request's signature against the operators' trust anchors. It runs as a
+// local activity from the workflow's handlers, so the trust anchors stay in the worker's configuration and
+// the answer is recorded for replay.
+func (a *Activities) VerifyControl(_ context.Context, in VerifyInput) (VerifyResult, error) {
+	if in.Signed == nil {
+		if a.Approvals == nil || a.Approvals.AllowsUnsigned(in.Environment) {
+			return VerifyResult{Identity: approvals.Identity{Principal: in.By}}, nil
+		}
+		return VerifyResult{Rejected: "an approval in " + in.Environment + " must be signed: `shepherd approve` signs " +
+			"with your SSH key (--key), or sign the payload with ssh-keygen -Y sign (docs/temporal-cli.md)"}, nil
+	}
+	if a.Approvals == nil || a.Approvals.Verifier == nil {
+		return VerifyResult{Rejected: "this worker has no trust anchors configured (approvals.allowedSigners), so no signature can be verified"}, nil
+	}
+	id, err := a.Approvals.Verifier.Verify(*in.Signed, in.Want, in.Now, in.Roles)
+	if err != nil {
+		return VerifyResult{Rejected: err.Error()}, nil
+	}
+	return VerifyResult{Verified: true, Identity: id}, nil
+}

@@ -1,0 +1,151 @@
+package workflows
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/approvals"
+	"github.com/shepherd-release/shepherd/record"
+)
+
+// changeVerifiedApprovals verifies every approval (a local activity checks its signature against the
+// worker's trust anchors) before it counts, and lets a gate need several distinct approvers.
+const changeVerifiedApprovals = "verified-approvals"
+
+// gate is an approval gate in progress: a stage's, or a pre-release sign-off's.
+type gate struct {
+	// claim names the gate in signed approvals: "stage:3", "signoff:qa".
+	claim string
+	// roles the approvers must hold one of (empty: anyone the policy accepts).
+	roles []string
+	// required is how many distinct approvers the gate needs.
+	required int
+	given    []givenApproval
+}
+
+// givenApproval is one accepted approval with the identity it proved.
+type givenApproval struct {
+	req      ControlRequest
+	id       approvals.Identity
+	verified bool
+}
+
+func (g *gate) done() bool { return len(g.given) >= g.required }
+
+// who is "alice@example.com (verified, SHA256:…) and bob (unverified)".
+func (g *gate) who() string {
+	names := make([]string, len(g.given))
+	for i, a := range g.given {
+		names[i] = a.describe()
+	}
+	return strings.Join(names, " and ")
+}
+
+func (a givenApproval) describe() string {
+	if a.verified {
+		return fmt.Sprintf("%s (verified, %s)", a.id.Principal, a.id.Fingerprint)
+	}
+	return a.id.Principal + " (unverified)"
+}
+
+// comments joins the approvers' comments.
+func (g *gate) comments() string {
+	var out []string
+	for _, a := range g.given {
+		if t := a.req.text(); t != "" {
+			out = append(out, t)
+		}
+	}
+	return strings.Join(out, " / ")
+}
+
+func (g *gate) principals() []string {
+	out := make([]string, len(g.given))
+	for i, a := range g.given {
+		out[i] = a.id.Principal
+	}
+	return out
+}
+
+// openGate starts waiting at a gate.
+func (r *release) openGate(claim string, roles []string, required int) {
+	r.gate = &gate{claim: claim, roles: roles, required: max(required, 1)}
+	r.syncGateStatus()
+}
+
+// syncGateStatus shows who has approved and how many more are needed.
+func (r *release) syncGateStatus() {
+	if s := r.status.Stage; s != nil && r.gate != nil && strings.HasPrefix(r.gate.claim, "stage:") {
+		s.ApprovedBy = strings.Join(r.gate.principals(), ", ")
+		s.ApprovalsNeeded = r.gate.required - len(r.gate.given)
+	}
+}
+
+// verifyApproval proves who sent an approve: a local activity checks its signature (or, where the
+// operators allow unsigned approvals, takes the typed name as unverified). The answer is recorded in
+// history. It returns the approval to count, or the reason it is refused (recorded as a rejection).
+func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlRequest) (givenApproval, error) {
+	g := r.gate
+	info := workflow.GetInfo(ctx)
+	in := activities.VerifyInput{
+		Environment: r.spec.Environment,
+		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: g.claim, Action: name},
+		Roles:       g.roles,
+		Signed:      req.Signed,
+		By:          req.By,
+		Now:         workflow.Now(ctx),
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var res activities.VerifyResult
+	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res); err != nil {
+		return givenApproval{}, fmt.Errorf("could not verify the approval: %s", describeError(err))
+	}
+	if res.Rejected != "" {
+		return givenApproval{}, fmt.Errorf("%s", res.Rejected)
+	}
+	a := givenApproval{req: req, id: res.Identity, verified: res.Verified}
+	if !a.verified && len(g.roles) > 0 && !slices.Contains(g.roles, req.Role) {
+		return givenApproval{}, fmt.Errorf("this gate needs role %s; approve with \"role\" (got %q)", strings.Join(g.roles, " or "), req.Role)
+	}
+	// Four eyes and quorum: every approval of a gate comes from someone else.
+	if r.gate != g || g.done() {
+		return givenApproval{}, fmt.Errorf("the gate was passed or closed while the approval was verified")
+	}
+	if slices.Contains(g.principals(), a.id.Principal) {
+		return givenApproval{}, fmt.Errorf("%s already approved this gate; it needs %d distinct approvers", a.id.Principal, g.required)
+	}
+	return a, nil
+}
+
+// countApproval adds a verified approval to the gate and logs it.
+func (r *release) countApproval(ctx workflow.Context, a givenApproval) string {
+	g := r.gate
+	g.given = append(g.given, a)
+	r.syncGateStatus()
+	if !g.done() {
+		d := r.decide(ctx, record.KindApproval, a.id.Principal, "approval %d of %d for %s by %s; waiting for %d more",
+			len(g.given), g.required, g.claim, a.describe(), g.required-len(g.given))
+		d.Comment = a.req.text()
+		r.publishDetails(ctx)
+		return fmt.Sprintf("approval %d of %d by %s; %d more needed", len(g.given), g.required, a.describe(), g.required-len(g.given))
+	}
+	if role, ok := strings.CutPrefix(g.claim, "signoff:"); ok {
+		return fmt.Sprintf("sign-off as %s by %s", role, g.who())
+	}
+	return fmt.Sprintf("%s approved by %s", strings.Replace(g.claim, ":", " ", 1), g.who())
+}
+
+// rejectApproval records a refused approval and returns the error the update answers with.
+func (r *release) rejectApproval(ctx workflow.Context, req ControlRequest, err error) error {
+	r.recordRejection(ctx, Approve, "update", req, err)
+	return fmt.Errorf("approve rejected: %w", err)
+}

@@ -1,0 +1,174 @@
+package workflows
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shepherd-release/shepherd/approvals"
+	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
+)
+
+// people holds the test's keys: alice (sre), bob (sre, qa), and mallory, whose key nobody trusts.
+type people struct{ alice, bob, mallory ssh.Signer }
+
+func newPeople(t *testing.T) people {
+	key := func() ssh.Signer {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		require.NoError(t, err)
+		s, err := ssh.NewSignerFromKey(priv)
+		require.NoError(t, err)
+		return s
+	}
+	return people{alice: key(), bob: key(), mallory: key()}
+}
+
+// trust configures the harness' worker with alice's and bob's keys; unsigned approvals are accepted
+// only in the listed environments.
+func (p people) trust(t *testing.T, h *harness, unsigned ...string) {
+	line := func(who string, k ssh.Signer) string {
+		return who + " " + strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k.PublicKey()))) + "\n"
+	}
+	v, err := approvals.NewVerifier(strings.NewReader(line("alice@example.com", p.alice)+line("bob@example.com", p.bob)),
+		map[string][]string{"sre": {"alice@example.com", "bob@example.com"}, "qa": {"bob@example.com"}})
+	require.NoError(t, err)
+	h.acts.Approvals = &approvals.Policy{Verifier: v, UnsignedEnvironments: unsigned}
+}
+
+// signed is an approve request by key for gate of the test release's run, valid for an hour from at.
+func signed(t *testing.T, by string, key ssh.Signer, runID, gate string, at time.Time) ControlRequest {
+	c := approvals.Claim{WorkflowID: "release:checkout:production", RunID: runID, Gate: gate, Action: Approve, Expires: at.Add(time.Hour)}
+	sig, err := approvals.Sign(key, approvals.Namespace, c.Payload())
+	require.NoError(t, err)
+	return ControlRequest{By: by, Signed: &approvals.Signed{Claim: c, Signature: sig}}
+}
+
+const testRun = "default-test-run-id" // the run ID of Temporal's test environment
+
+func gatedSpec(approvers int, roles ...string) spec.Release {
+	s := baseSpec()
+	s.Stages = []spec.Stage{{Percent: 10, Soak: spec.Duration(time.Minute)},
+		{Percent: 100, Soak: spec.Duration(time.Minute), Approval: true, Approvers: approvers, ApprovalRoles: roles}}
+	return s
+}
+
+func TestSignedApprovalRecordsTheVerifiedIdentity(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, gatedSpec(1, "sre"))
+	p.trust(t, h)
+	var ok *outcome
+	h.at(5*time.Minute, func() {
+		req := signed(t, "typed-name-ignored", p.alice, testRun, "stage:2", h.env.Now())
+		req.Comment = "dashboards fine"
+		ok = h.update(Approve, req)
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	fp := ssh.FingerprintSHA256(p.alice.PublicKey())
+	assert.Equal(t, "stage 2 approved by alice@example.com (verified, "+fp+")", ok.accepted(t).Message)
+	approved := decisionsOf(res, record.KindApproval)
+	require.Len(t, approved, 1)
+	assert.Contains(t, approved[0], "stage 2 approved by alice@example.com (verified, "+fp+") after ")
+}
+
+// Each forgery is refused with its reason (update) and recorded as a rejection (signal); the gate stays
+// closed until a valid approval arrives.
+func TestForgedReplayedExpiredAndWrongRoleApprovalsAreRejected(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, gatedSpec(1, "qa"))
+	p.trust(t, h)
+	got := map[string]*outcome{}
+	h.at(5*time.Minute, func() {
+		now := h.env.Now()
+		forged := signed(t, "alice", p.alice, testRun, "stage:2", now)
+		forged.Signed.Claim.Gate = "stage:9"
+		expired := signed(t, "bob", p.bob, testRun, "stage:2", now.Add(-2*time.Hour))
+		got["forged"] = h.update(Approve, forged)
+		got["another run"] = h.update(Approve, signed(t, "bob", p.bob, "an-earlier-run", "stage:2", now))
+		got["another stage"] = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:1", now))
+		got["expired"] = h.update(Approve, expired)
+		got["wrong role"] = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", now))
+		got["untrusted key"] = h.update(Approve, signed(t, "mallory", p.mallory, testRun, "stage:2", now))
+		got["unsigned in production"] = h.update(Approve, ControlRequest{By: "mallory", Role: "qa"})
+		h.signal(Approve, signed(t, "mallory", p.mallory, testRun, "stage:2", now))
+	})
+	h.at(10*time.Minute, func() { got["valid"] = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:2", h.env.Now())) })
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	for name, want := range map[string]string{
+		"forged":                 "approve stage:9, but the release waits for approve stage:2",
+		"another run":            "run an-earlier-run, not this release",
+		"another stage":          "approve stage:1, but the release waits for approve stage:2",
+		"expired":                "expired at",
+		"wrong role":             "alice@example.com holds roles sre, the gate needs qa",
+		"untrusted key":          "is not in the operators' allowed signers",
+		"unsigned in production": "an approval in production must be signed",
+	} {
+		got[name].rejected(t, want)
+	}
+	assert.Contains(t, got["valid"].accepted(t).Message, "approved by bob@example.com (verified")
+	rejections := strings.Join(decisionsOf(res, record.KindRejection), "\n")
+	assert.Contains(t, rejections, "approve signal rejected: unknown key", "a forged signal is recorded as a rejection")
+	assert.Equal(t, 7, strings.Count(rejections, "approve update rejected"), rejections)
+	assert.Equal(t, 1, strings.Count(rejections, "approve signal rejected"), rejections)
+	// The gate opened only with the valid approval, 10 minutes in.
+	approved := decisionsOf(res, record.KindApproval)
+	require.Len(t, approved, 1)
+	assert.Contains(t, approved[0], "after 9m0s")
+}
+
+func TestQuorumNeedsDistinctApprovers(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, gatedSpec(2))
+	p.trust(t, h)
+	var first, again, second *outcome
+	var midway record.Status
+	h.at(5*time.Minute, func() {
+		first = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", h.env.Now()))
+	})
+	h.at(6*time.Minute, func() {
+		midway = h.status()
+		again = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", h.env.Now()))
+	})
+	h.at(7*time.Minute, func() { second = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:2", h.env.Now())) })
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	assert.Contains(t, first.accepted(t).Message, "approval 1 of 2 by alice@example.com (verified")
+	again.rejected(t, "alice@example.com already approved this gate; it needs 2 distinct approvers")
+	assert.Contains(t, second.accepted(t).Message, "stage 2 approved by alice@example.com (verified")
+	assert.Contains(t, second.accepted(t).Message, "and bob@example.com (verified")
+	require.NotNil(t, midway.Stage)
+	assert.Equal(t, record.PhaseAwaitingApproval, midway.Phase, "one approval of two does not open the gate")
+	assert.Equal(t, "alice@example.com", midway.Stage.ApprovedBy)
+	assert.Equal(t, 1, midway.Stage.ApprovalsNeeded)
+}
+
+// Where the operators allow it (a dev or staging environment), an unsigned approval counts and the record
+// says it is unverified; with a role required, the typed role must match.
+func TestUnsignedApprovalsOnlyWhereAllowed(t *testing.T) {
+	p := newPeople(t)
+	s := gatedSpec(1, "qa")
+	s.Environment = "staging"
+	h := newHarness(t, s)
+	p.trust(t, h, "staging")
+	var noRole, ok *outcome
+	h.at(5*time.Minute, func() {
+		noRole = h.update(Approve, ControlRequest{By: "quinn"})
+		ok = h.update(Approve, ControlRequest{By: "quinn", Role: "qa"})
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	noRole.rejected(t, `this gate needs role qa; approve with "role" (got "")`)
+	assert.Equal(t, "stage 2 approved by quinn (unverified)", ok.accepted(t).Message)
+}
