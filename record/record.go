@@ -146,6 +146,9 @@ type Status struct {
 	Stage          *StageStatus `json:"stage,omitempty"`
 	Stages         []StagePlan  `json:"stages"`
 	TrafficPercent int          `json:"trafficPercent"`
+	// Gate names the approval gate the release waits at, as a signed approval must name it ("stage:3",
+	// "signoff:qa"); empty when none.
+	Gate string `json:"gate,omitempty"`
 	// Latest holds the most recent measurement of each check, in check order.
 	Latest    []Measurement `json:"latest,omitempty"`
 	Decisions []Decision    `json:"decisions"`

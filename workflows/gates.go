@@ -76,6 +76,7 @@ func (g *gate) principals() []string {
 // openGate starts waiting at a gate.
 func (r *release) openGate(claim string, roles []string, required int) {
 	r.gate = &gate{claim: claim, roles: roles, required: max(required, 1)}
+	r.status.Gate = claim
 	r.syncGateStatus()
 }
 

@@ -88,7 +88,7 @@ func (r *release) awaitSignoff(ctx workflow.Context, c spec.Precheck) error {
 	s := c.Signoff
 	r.signoffRole = s.Role
 	r.openGate("signoff:"+s.Role, []string{s.Role}, 1)
-	defer func() { r.signoffRole, r.gate = "", nil }()
+	defer func() { r.signoffRole, r.gate, r.status.Gate = "", nil, "" }()
 	r.setPhase(ctx, record.PhaseAwaitingApproval, "pre-release check %q waits for sign-off by role %q", c.Name, s.Role)
 	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("sign-off by %s needed before deploy (check %q)", s.Role, c.Name), nil)
 	start := workflow.Now(ctx)

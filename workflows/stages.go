@@ -72,7 +72,7 @@ func (r *release) setTraffic(ctx workflow.Context, percent int) error {
 func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	n := r.status.Stage.Number
 	r.openGate(fmt.Sprintf("stage:%d", n), st.ApprovalRoles, st.Approvers)
-	defer func() { r.gate = nil }()
+	defer func() { r.gate, r.status.Gate = nil, "" }()
 	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
 	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent), nil)
 	waitStart := workflow.Now(ctx)
