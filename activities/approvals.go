@@ -31,6 +31,38 @@ type VerifyResult struct {
 	Rejected string `json:"rejected,omitempty"`
 }
 
+// StartResult says who started a release, and whether four eyes apply to it.
+type StartResult struct {
+	Starter  approvals.Identity `json:"starter"`
+	Verified bool               `json:"verified"`
+	// FourEyes: the starter may not approve this release's gates.
+	FourEyes bool `json:"fourEyes"`
+	// Rejected says why the release may not start ("" when it may).
+	Rejected string `json:"rejected,omitempty"`
+}
+
+// VerifyStart checks a release's signed start (spec.startedBy) the same way, and says whether four eyes
+// apply. Where they do, an unsigned start is refused: an unproven starter could not be kept from
+// approving.
+func (a *Activities) VerifyStart(_ context.Context, in VerifyInput) (StartResult, error) {
+	fourEyes := a.Approvals != nil && a.Approvals.FourEyes(in.Environment)
+	if in.Signed == nil {
+		if fourEyes {
+			return StartResult{Rejected: "releases in " + in.Environment + " need four eyes, so they must be started signed " +
+				"(shepherd start --key): the starter may not approve them"}, nil
+		}
+		return StartResult{}, nil
+	}
+	if a.Approvals == nil || a.Approvals.Verifier == nil {
+		return StartResult{Rejected: "the start is signed, but this worker has no trust anchors configured to verify it"}, nil
+	}
+	id, err := a.Approvals.Verifier.Verify(*in.Signed, in.Want, in.Now, nil)
+	if err != nil {
+		return StartResult{Rejected: "the signed start does not verify: " + err.Error()}, nil
+	}
+	return StartResult{Starter: id, Verified: true, FourEyes: fourEyes}, nil
+}
+
 // VerifyControl checks a control request's signature against the operators' trust anchors. It runs as a
 // local activity from the workflow's handlers, so the trust anchors stay in the worker's configuration and
 // the answer is recorded for replay.

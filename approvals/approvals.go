@@ -250,6 +250,14 @@ type Policy struct {
 	Verifier *Verifier
 	// UnsignedEnvironments lists the environments where an unsigned approval is accepted; "*" is every one.
 	UnsignedEnvironments []string
+	// FourEyesEnvironments lists the environments where a release must be started signed and its starter
+	// cannot approve its gates; "*" is every one.
+	FourEyesEnvironments []string
+}
+
+// FourEyes reports whether four eyes are required in environment.
+func (p Policy) FourEyes(environment string) bool {
+	return slices.Contains(p.FourEyesEnvironments, "*") || slices.Contains(p.FourEyesEnvironments, environment)
 }
 
 // AllowsUnsigned reports whether an unsigned approval is accepted in environment.

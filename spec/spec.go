@@ -4,9 +4,15 @@
 package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shepherd-release/shepherd/approvals"
 )
 
 // Target types known to Shepherd.
@@ -66,6 +72,10 @@ type Release struct {
 	Notifications []Notification `json:"notifications,omitempty"`
 	// Tag tags the release in git when it succeeds.
 	Tag *Tag `json:"tag,omitempty"`
+	// StartedBy proves who started the release: a signed claim over StartGate (`shepherd start --key`).
+	// Where the operators require four eyes, a release must be started signed, and its starter cannot
+	// approve its gates.
+	StartedBy *approvals.Signed `json:"startedBy,omitempty"`
 
 	// decodeErr remembers what was wrong with the JSON this spec was decoded from (an unknown key, a
 	// value of the wrong type), so Validate rejects it however the spec arrived.
@@ -331,4 +341,14 @@ func (r Release) TotalSoak() time.Duration {
 		d += s.Soak.D()
 	}
 	return d
+}
+
+// StartGate is the gate a signed start names: "start:" and the SHA-256 of the spec (without StartedBy)
+// as JSON, so a start signature vouches for exactly this spec.
+func (r Release) StartGate() string {
+	r.StartedBy = nil
+	r.decodeErr = nil
+	b, _ := json.Marshal(r) // plain data: cannot fail
+	sum := sha256.Sum256(b)
+	return "start:" + hex.EncodeToString(sum[:])
 }

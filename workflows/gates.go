@@ -121,10 +121,45 @@ func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlR
 	if r.gate != g || g.done() {
 		return givenApproval{}, fmt.Errorf("the gate was passed or closed while the approval was verified")
 	}
+	if r.fourEyes && a.id.Principal == r.starter.id.Principal {
+		return givenApproval{}, fmt.Errorf("%s started this release and may not approve it (four eyes)", a.id.Principal)
+	}
 	if slices.Contains(g.principals(), a.id.Principal) {
 		return givenApproval{}, fmt.Errorf("%s already approved this gate; it needs %d distinct approvers", a.id.Principal, g.required)
 	}
 	return a, nil
+}
+
+// verifyStart proves who started the release (spec.startedBy), and learns whether four eyes apply.
+func (r *release) verifyStart(ctx workflow.Context) error {
+	info := workflow.GetInfo(ctx)
+	in := activities.VerifyInput{
+		Environment: r.spec.Environment,
+		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, Gate: r.startGate, Action: "start"},
+		Signed:      r.spec.StartedBy,
+		Now:         workflow.Now(ctx),
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var res activities.StartResult
+	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyStart, in).Get(lctx, &res); err != nil {
+		return fmt.Errorf("could not verify who started the release: %s", describeError(err))
+	}
+	if res.Rejected != "" {
+		return fmt.Errorf("%s", res.Rejected)
+	}
+	r.starter = givenApproval{id: res.Starter, verified: res.Verified}
+	r.fourEyes = res.FourEyes
+	if res.Verified {
+		note := ""
+		if res.FourEyes {
+			note = "; four eyes: the starter may not approve this release"
+		}
+		r.decide(ctx, record.KindCheck, res.Starter.Principal, "started by %s%s", r.starter.describe(), note)
+	}
+	return nil
 }
 
 // countApproval adds a verified approval to the gate and logs it.

@@ -172,3 +172,57 @@ func TestUnsignedApprovalsOnlyWhereAllowed(t *testing.T) {
 	noRole.rejected(t, `this gate needs role qa; approve with "role" (got "")`)
 	assert.Equal(t, "stage 2 approved by quinn (unverified)", ok.accepted(t).Message)
 }
+
+// signedStart signs the start of s by key, as `shepherd start --key` does.
+func signedStart(t *testing.T, s spec.Release, key ssh.Signer, at time.Time) spec.Release {
+	c := approvals.Claim{WorkflowID: "release:checkout:production", Gate: s.StartGate(), Action: "start", Expires: at.Add(time.Hour)}
+	sig, err := approvals.Sign(key, approvals.Namespace, c.Payload())
+	require.NoError(t, err)
+	s.StartedBy = &approvals.Signed{Claim: c, Signature: sig}
+	return s
+}
+
+func TestFourEyesTheStarterCannotApprove(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, gatedSpec(1))
+	h.spec = signedStart(t, h.spec, p.alice, h.env.Now())
+	p.trust(t, h)
+	h.acts.Approvals.FourEyesEnvironments = []string{"production"}
+	var self, other *outcome
+	h.at(5*time.Minute, func() {
+		self = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", h.env.Now()))
+		other = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:2", h.env.Now()))
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	self.rejected(t, "alice@example.com started this release and may not approve it (four eyes)")
+	assert.Contains(t, other.accepted(t).Message, "approved by bob@example.com (verified")
+	assert.Contains(t, strings.Join(decisionsOf(res, record.KindCheck), "\n"), "started by alice@example.com (verified, ")
+}
+
+func TestFourEyesNeedASignedStartOfThisVerySpec(t *testing.T) {
+	p := newPeople(t)
+	for name, tc := range map[string]struct {
+		spec func(h *harness) spec.Release
+		want string
+	}{
+		"unsigned": {func(h *harness) spec.Release { return h.spec }, "releases in production need four eyes, so they must be started signed"},
+		"signature of another spec": {func(h *harness) spec.Release {
+			s := signedStart(t, h.spec, p.alice, h.env.Now())
+			s.Version = "v3" // changed after signing
+			return s
+		}, "the signed start does not verify: signed for something else"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, gatedSpec(1))
+			p.trust(t, h)
+			h.acts.Approvals.FourEyesEnvironments = []string{"*"}
+			h.spec = tc.spec(h)
+			_, err := h.run()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Empty(t, h.target.Calls(), "nothing changes when the start is refused")
+		})
+	}
+}

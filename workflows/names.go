@@ -40,6 +40,7 @@ const (
 	ActivityArchive    = "ArchiveReport"
 	// ActivityVerifyControl runs as a local activity from the control handlers.
 	ActivityVerifyControl = "VerifyControl"
+	ActivityVerifyStart   = "VerifyStart"
 )
 
 // Custom search attributes the workflow upserts. The server must know them before a release starts

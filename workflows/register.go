@@ -30,6 +30,7 @@ func RegisterActivities(r worker.ActivityRegistry, a *activities.Activities) {
 		ActivityTag:           a.TagRelease,
 		ActivityArchive:       a.ArchiveReport,
 		ActivityVerifyControl: a.VerifyControl,
+		ActivityVerifyStart:   a.VerifyStart,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -61,11 +61,13 @@ type resolvedSpec struct {
 	Invalid string `json:"invalid,omitempty"`
 	// WorkflowID is the ID a release of this service and environment must run under.
 	WorkflowID string `json:"workflowID"`
+	// StartGate is what a signed start must name (spec.Release.StartGate of the input as given).
+	StartGate string `json:"startGate,omitempty"`
 }
 
 func resolve(in spec.Release) resolvedSpec {
 	s := in.WithDefaults()
-	rs := resolvedSpec{Spec: s, WorkflowID: spec.WorkflowID(s.Service, s.Environment)}
+	rs := resolvedSpec{Spec: s, WorkflowID: spec.WorkflowID(s.Service, s.Environment), StartGate: in.StartGate()}
 	if err := activities.ValidateSpec(s); err != nil {
 		rs.Invalid = err.Error()
 	}
@@ -101,6 +103,11 @@ type release struct {
 	pauseCause string
 	// gate is the approval gate the release waits at, nil when none.
 	gate *gate
+	// startGate is what a signed start names; starter who started the release, and fourEyes whether
+	// that person is barred from approving it.
+	startGate string
+	starter   givenApproval
+	fourEyes  bool
 	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
 	verify bool
 	saga   saga
@@ -133,7 +140,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	if rs.WorkflowID == "" {
 		rs.WorkflowID = spec.WorkflowID(s.Service, s.Environment)
 	}
-	r := &release{spec: s, invalid: rs.Invalid, wantID: rs.WorkflowID, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
+	r := &release{spec: s, invalid: rs.Invalid, wantID: rs.WorkflowID, startGate: rs.StartGate, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
 	r.status = record.Status{
 		ReleaseID:       info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		WorkflowID:      info.WorkflowExecution.ID,
@@ -173,6 +180,12 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 	if err := r.validate(ctx); err != nil {
 		r.finish(ctx, record.PhaseFailed, err.Error())
 		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+	}
+	if r.verify {
+		if err := r.verifyStart(ctx); err != nil {
+			r.finish(ctx, record.PhaseFailed, err.Error())
+			return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+		}
 	}
 	r.publish(ctx)
 	r.notify(ctx, eventStarted, fmt.Sprintf("%d stages, at least %s of soak", len(r.spec.Stages), r.spec.TotalSoak()), nil)

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
@@ -83,14 +84,17 @@ func newValidateCmd(g *globals) *cobra.Command {
 }
 
 func newStartCmd(g *globals) *cobra.Command {
-	var file string
+	var file, key string
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "start -f release.yaml [--wait]",
 		Short: "Start a release",
 		Long: `Validate the spec and start its release workflow. At most one release per service and
 environment is active at a time; a second start is refused and names the active release.
-With --wait, follow the release to its end (as watch does) and exit with its outcome.`,
+With --wait, follow the release to its end (as watch does) and exit with its outcome.
+With --key, the start is signed with your SSH key (ssh-keygen -Y sign): the release records who started
+it, verified, and where the operators require four eyes you may not approve its gates (there, an
+unsigned start is refused).`,
 		Example: `  shepherd start -f release.yaml
   shepherd start -f release.yaml --wait     # exit 0 promoted, 3 rolled back, 4 failed`,
 		Args: cobra.NoArgs,
@@ -100,6 +104,15 @@ With --wait, follow the release to its end (as watch does) and exit with its out
 				return err
 			}
 			ctx := cmd.Context()
+			if key != "" {
+				claim := approvals.Claim{WorkflowID: spec.WorkflowID(d.Service, d.Environment), Gate: d.StartGate(),
+					Action: "start", Expires: time.Now().Add(15 * time.Minute).UTC().Truncate(time.Second)}
+				sig, err := sshKeygenSign(ctx, key, claim.Payload())
+				if err != nil {
+					return err
+				}
+				d.StartedBy = &approvals.Signed{Claim: claim, Signature: sig}
+			}
 			c, err := dial(ctx)
 			if err != nil {
 				return err
@@ -130,6 +143,7 @@ With --wait, follow the release to its end (as watch does) and exit with its out
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release until it ends; the exit code is its outcome")
+	cmd.Flags().StringVar(&key, "key", "", "sign the start with this SSH private key (who started it, for four eyes)")
 	return cmd
 }
 
