@@ -63,6 +63,27 @@ func (a *Activities) VerifyStart(_ context.Context, in VerifyInput) (StartResult
 	return StartResult{Starter: id, Verified: true, FourEyes: fourEyes}, nil
 }
 
+// FreezeInput asks whether a change freeze holds an environment at a time.
+type FreezeInput struct {
+	Environment string    `json:"environment"`
+	Now         time.Time `json:"now"`
+}
+
+// FreezeResult is the freeze that holds (if any) and who may break glass.
+type FreezeResult struct {
+	approvals.FreezeState
+	BreakGlassRoles []string `json:"breakGlassRoles,omitempty"`
+}
+
+// CheckFreeze reads the operators' freeze windows; a local activity, so the answer is recorded.
+func (a *Activities) CheckFreeze(_ context.Context, in FreezeInput) (FreezeResult, error) {
+	if a.Approvals == nil {
+		return FreezeResult{}, nil
+	}
+	return FreezeResult{FreezeState: approvals.FreezeAt(a.Approvals.Freezes, in.Environment, in.Now),
+		BreakGlassRoles: a.Approvals.BreakGlassRoles}, nil
+}
+
 // VerifyControl checks a control request's signature against the operators' trust anchors. It runs as a
 // local activity from the workflow's handlers, so the trust anchors stay in the worker's configuration and
 // the answer is recorded for replay.

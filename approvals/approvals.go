@@ -253,6 +253,10 @@ type Policy struct {
 	// FourEyesEnvironments lists the environments where a release must be started signed and its starter
 	// cannot approve its gates; "*" is every one.
 	FourEyesEnvironments []string
+	// Freezes are the change-freeze windows; BreakGlassRoles the roles whose approval lets a release go
+	// ahead during one (none: nobody can).
+	Freezes         []Freeze
+	BreakGlassRoles []string
 }
 
 // FourEyes reports whether four eyes are required in environment.

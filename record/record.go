@@ -23,9 +23,12 @@ const (
 	// PhaseRollbackStuck: a rollback step kept failing past its bounded retry time. The workflow stays
 	// open (so no new release of the service can start) until an operator sends retry or acknowledge.
 	PhaseRollbackStuck Phase = "RollbackStuck"
-	PhaseSucceeded     Phase = "Succeeded"
-	PhaseRolledBack    Phase = "RolledBack"
-	PhaseFailed        Phase = "Failed"
+	// PhaseFrozen: a change freeze holds the release before a traffic shift or promotion, until it ends or
+	// a break-glass approval lets the release through.
+	PhaseFrozen     Phase = "Frozen"
+	PhaseSucceeded  Phase = "Succeeded"
+	PhaseRolledBack Phase = "RolledBack"
+	PhaseFailed     Phase = "Failed"
 )
 
 // Terminal reports whether the release has ended in this phase.

@@ -113,6 +113,9 @@ func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlR
 	if res.Rejected != "" {
 		return givenApproval{}, fmt.Errorf("%s", res.Rejected)
 	}
+	if strings.HasPrefix(g.claim, "freeze:") && len(g.roles) == 0 {
+		return givenApproval{}, fmt.Errorf("nobody may break this change freeze: the operators configured no break-glass roles")
+	}
 	a := givenApproval{req: req, id: res.Identity, verified: res.Verified}
 	if !a.verified && len(g.roles) > 0 && !slices.Contains(g.roles, req.Role) {
 		return givenApproval{}, fmt.Errorf("this gate needs role %s; approve with \"role\" (got %q)", strings.Join(g.roles, " or "), req.Role)
@@ -160,6 +163,53 @@ func (r *release) verifyStart(ctx workflow.Context) error {
 		r.decide(ctx, record.KindCheck, res.Starter.Principal, "started by %s%s", r.starter.describe(), note)
 	}
 	return nil
+}
+
+// holdForFreeze waits, before what (a traffic shift or promotion), while a change freeze holds the
+// release's environment: until the freeze ends, or until a break-glass approval (gate claim "freeze:…",
+// by a configured break-glass role) lets the release through, recorded loudly. Time is the workflow's.
+func (r *release) holdForFreeze(ctx workflow.Context, claim, what string) error {
+	if !r.verify {
+		return nil
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	for {
+		var st activities.FreezeResult
+		in := activities.FreezeInput{Environment: r.spec.Environment, Now: workflow.Now(ctx)}
+		if err := workflow.ExecuteLocalActivity(lctx, ActivityCheckFreeze, in).Get(lctx, &st); err != nil {
+			return fmt.Errorf("could not read the change freezes: %s", describeError(err))
+		}
+		if !st.Frozen {
+			return nil
+		}
+		r.openGate(claim, st.BreakGlassRoles, 1)
+		breakGlass := "nobody may break glass (no breakGlassRoles configured)"
+		if len(st.BreakGlassRoles) > 0 {
+			breakGlass = fmt.Sprintf("a break-glass approval by role %s lets it through: shepherd approve %s --env %s --key …",
+				strings.Join(st.BreakGlassRoles, " or "), r.spec.Service, r.spec.Environment)
+		}
+		r.setPhase(ctx, record.PhaseFrozen, "%s waits for the end of change freeze %q at %s UTC; %s", what, st.Name,
+			st.Until.UTC().Format(time.DateTime), breakGlass)
+		broken, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+			Timeout:      max(st.Until.Sub(workflow.Now(ctx)), time.Second),
+			TimerOptions: workflow.TimerOptions{Summary: fmt.Sprintf("Change freeze %q until %s", st.Name, st.Until.UTC().Format(time.DateTime))},
+		}, func() bool { return r.gate.done() })
+		g := r.gate
+		r.gate, r.status.Gate = nil, ""
+		if err != nil {
+			return err
+		}
+		if broken {
+			d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "BREAK-GLASS: %s goes ahead during change freeze %q, approved by %s",
+				what, st.Name, g.who())
+			d.Comment = g.comments()
+			return nil
+		}
+		r.decide(ctx, record.KindTransition, "", "change freeze %q ended", st.Name)
+	}
 }
 
 // countApproval adds a verified approval to the gate and logs it.

@@ -226,3 +226,74 @@ func TestFourEyesNeedASignedStartOfThisVerySpec(t *testing.T) {
 		})
 	}
 }
+
+func twoStages() spec.Release {
+	s := baseSpec()
+	s.Stages = []spec.Stage{{Percent: 10, Soak: spec.Duration(time.Minute)}, {Percent: 100, Soak: spec.Duration(time.Minute)}}
+	return s
+}
+
+// decidedAt is when the first decision whose message contains text was made, relative to the start.
+func decidedAt(t *testing.T, h *harness, res record.Status, text string) time.Duration {
+	t.Helper()
+	for _, d := range res.Decisions {
+		if strings.Contains(d.Message, text) {
+			return d.Time.Sub(h.start)
+		}
+	}
+	t.Fatalf("no decision says %q", text)
+	return 0
+}
+
+// A release crossing a change freeze waits, visibly, and moves on when the freeze ends.
+func TestChangeFreezeHoldsTrafficShiftsUntilItEnds(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, twoStages())
+	p.trust(t, h)
+	f := approvals.Freeze{Name: "year end", Environments: []string{"production"}, From: h.start.Add(30 * time.Second), To: h.start.Add(2 * time.Hour)}
+	require.NoError(t, f.Validate("freezes[0]"))
+	h.acts.Approvals.Freezes = []approvals.Freeze{f}
+	h.acts.Approvals.BreakGlassRoles = []string{"sre"}
+	var during record.Status
+	var early *outcome
+	h.at(time.Hour, func() {
+		during = h.status()
+		early = h.update(Approve, signed(t, "mallory", p.mallory, testRun, "freeze:stage:2", h.env.Now()))
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	assert.Equal(t, record.PhaseFrozen, during.Phase)
+	assert.Contains(t, during.Decisions[len(during.Decisions)-1].Message, `the shift to stage 2 (100%) waits for the end of change freeze "year end"`)
+	early.rejected(t, "is not in the operators' allowed signers")
+	assert.GreaterOrEqual(t, decidedAt(t, h, res, "traffic on v2 is 100%"), 2*time.Hour, "the shift waited for the freeze to end")
+	assert.Contains(t, strings.Join(decisionsOf(res, record.KindTransition), "\n"), `change freeze "year end" ended`)
+}
+
+func TestBreakGlassLetsAReleaseThroughAFreezeLoudly(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, twoStages())
+	p.trust(t, h)
+	f := approvals.Freeze{Name: "incident freeze", From: h.start.Add(-time.Hour), To: h.start.Add(48 * time.Hour)}
+	require.NoError(t, f.Validate("freezes[0]"))
+	h.acts.Approvals.Freezes = []approvals.Freeze{f}
+	h.acts.Approvals.BreakGlassRoles = []string{"qa"}
+	var wrongRole, ok1, ok2, ok3 *outcome
+	h.at(10*time.Minute, func() {
+		wrongRole = h.update(Approve, signed(t, "alice", p.alice, testRun, "freeze:stage:1", h.env.Now()))
+		ok1 = h.update(Approve, signed(t, "bob", p.bob, testRun, "freeze:stage:1", h.env.Now()))
+	})
+	h.at(20*time.Minute, func() { ok2 = h.update(Approve, signed(t, "bob", p.bob, testRun, "freeze:stage:2", h.env.Now())) })
+	h.at(30*time.Minute, func() { ok3 = h.update(Approve, signed(t, "bob", p.bob, testRun, "freeze:promote", h.env.Now())) })
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	wrongRole.rejected(t, "alice@example.com holds roles sre, the gate needs qa")
+	ok1.accepted(t)
+	ok2.accepted(t)
+	ok3.accepted(t)
+	approvalsLog := strings.Join(decisionsOf(res, record.KindApproval), "\n")
+	assert.Contains(t, approvalsLog, `BREAK-GLASS: the shift to stage 1 (10%) goes ahead during change freeze "incident freeze", approved by bob@example.com (verified`)
+	assert.Contains(t, approvalsLog, `BREAK-GLASS: promotion goes ahead during change freeze "incident freeze"`)
+	assert.Equal(t, 30*time.Minute, decidedAt(t, h, res, "promoted v2"), "every shift and the promotion waited for its own break-glass approval")
+}

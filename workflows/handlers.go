@@ -182,8 +182,8 @@ func (r *release) check(name string, req ControlRequest) error {
 	}
 	switch name {
 	case Approve:
-		if phase != record.PhaseAwaitingApproval {
-			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval", phase, r.stageName())
+		if phase != record.PhaseAwaitingApproval && phase != record.PhaseFrozen {
+			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval (or Frozen, to break glass)", phase, r.stageName())
 		}
 		if r.gate == nil {
 			return fmt.Errorf("nothing to approve at this instant; try again")

@@ -41,6 +41,7 @@ const (
 	// ActivityVerifyControl runs as a local activity from the control handlers.
 	ActivityVerifyControl = "VerifyControl"
 	ActivityVerifyStart   = "VerifyStart"
+	ActivityCheckFreeze   = "CheckFreeze"
 )
 
 // Custom search attributes the workflow upserts. The server must know them before a release starts

@@ -31,6 +31,7 @@ func RegisterActivities(r worker.ActivityRegistry, a *activities.Activities) {
 		ActivityArchive:       a.ArchiveReport,
 		ActivityVerifyControl: a.VerifyControl,
 		ActivityVerifyStart:   a.VerifyStart,
+		ActivityCheckFreeze:   a.CheckFreeze,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

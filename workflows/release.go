@@ -283,6 +283,9 @@ func (r *release) forward(ctx workflow.Context) error {
 	if err := r.holdIfPaused(ctx); err != nil {
 		return err
 	}
+	if err := r.holdForFreeze(ctx, "freeze:promote", "promotion"); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil { // aborted or cancelled in the same instant the last stage passed
 		return err
 	}

@@ -29,6 +29,9 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 	if err := r.holdIfPaused(ctx); err != nil {
 		return err
 	}
+	if err := r.holdForFreeze(ctx, fmt.Sprintf("freeze:stage:%d", i+1), fmt.Sprintf("the shift to stage %d (%d%%)", i+1, st.Percent)); err != nil {
+		return err
+	}
 	r.setPhase(ctx, record.PhaseProgressing, "stage %d/%d: shifting %d%% of traffic to %s",
 		i+1, len(r.spec.Stages), st.Percent, r.spec.Version)
 	if err := r.setTraffic(ctx, st.Percent); err != nil {
