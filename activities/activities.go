@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/spec"
@@ -64,6 +65,9 @@ type Activities struct {
 	ReportDir string
 	// Observer, when set, receives release events for engine metrics.
 	Observer Observer
+	// Approvals is the operators' approval policy (trust anchors, where unsigned approvals are accepted).
+	// Nil accepts unsigned approvals everywhere, recorded as unverified: the worker always sets it.
+	Approvals *approvals.Policy
 
 	observed onceSet
 }

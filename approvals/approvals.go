@@ -242,3 +242,29 @@ func orNone(roles []string) string {
 	}
 	return "roles " + strings.Join(roles, ", ")
 }
+
+// Policy is what the worker's operators decide about approvals: whom to trust, and where an unsigned
+// approval is still accepted (recorded as unverified).
+type Policy struct {
+	// Verifier holds the trust anchors; nil when none are configured (then no signature can verify).
+	Verifier *Verifier
+	// UnsignedEnvironments lists the environments where an unsigned approval is accepted; "*" is every one.
+	UnsignedEnvironments []string
+	// FourEyesEnvironments lists the environments where a release must be started signed and its starter
+	// cannot approve its gates; "*" is every one.
+	FourEyesEnvironments []string
+	// Freezes are the change-freeze windows; BreakGlassRoles the roles whose approval lets a release go
+	// ahead during one (none: nobody can).
+	Freezes         []Freeze
+	BreakGlassRoles []string
+}
+
+// FourEyes reports whether four eyes are required in environment.
+func (p Policy) FourEyes(environment string) bool {
+	return slices.Contains(p.FourEyesEnvironments, "*") || slices.Contains(p.FourEyesEnvironments, environment)
+}
+
+// AllowsUnsigned reports whether an unsigned approval is accepted in environment.
+func (p Policy) AllowsUnsigned(environment string) bool {
+	return slices.Contains(p.UnsignedEnvironments, "*") || slices.Contains(p.UnsignedEnvironments, environment)
+}

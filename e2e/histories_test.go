@@ -180,7 +180,7 @@ func TestAnalysisPassesWithSignoffFlagsNotifications(t *testing.T) {
 		t.Fatalf("result: %s", describe(res))
 	}
 	wantLines(t, log, "deploy v2", "health v2", "traffic 50", "traffic 100", "promote v2")
-	if !hasDecision(res, record.KindApproval, "qa-lead", `sign-off "qa" given by qa-lead as qa`) {
+	if !hasDecision(res, record.KindApproval, "qa-lead", `sign-off "qa" given by qa-lead (unverified) as qa`) {
 		t.Errorf("no sign-off decision by qa-lead: %s", demoDecisions(res))
 	}
 	// Three 1 s rounds in each 3 s stage, at least; every one passed.

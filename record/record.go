@@ -23,9 +23,12 @@ const (
 	// PhaseRollbackStuck: a rollback step kept failing past its bounded retry time. The workflow stays
 	// open (so no new release of the service can start) until an operator sends retry or acknowledge.
 	PhaseRollbackStuck Phase = "RollbackStuck"
-	PhaseSucceeded     Phase = "Succeeded"
-	PhaseRolledBack    Phase = "RolledBack"
-	PhaseFailed        Phase = "Failed"
+	// PhaseFrozen: a change freeze holds the release before a traffic shift or promotion, until it ends or
+	// a break-glass approval lets the release through.
+	PhaseFrozen     Phase = "Frozen"
+	PhaseSucceeded  Phase = "Succeeded"
+	PhaseRolledBack Phase = "RolledBack"
+	PhaseFailed     Phase = "Failed"
 )
 
 // Terminal reports whether the release has ended in this phase.
@@ -122,9 +125,12 @@ type StageStatus struct {
 	// SoakRemaining is the soak time left (frozen while paused).
 	SoakRemaining time.Duration `json:"soakRemaining"`
 	// ApprovalRequired says the stage has an approval gate; Approved whether it was passed.
-	ApprovalRequired bool   `json:"approvalRequired,omitempty"`
-	Approved         bool   `json:"approved,omitempty"`
-	ApprovedBy       string `json:"approvedBy,omitempty"`
+	ApprovalRequired bool `json:"approvalRequired,omitempty"`
+	Approved         bool `json:"approved,omitempty"`
+	// ApprovedBy lists who has approved the stage's gate so far (verified principals, or typed names
+	// where unsigned approvals are accepted); ApprovalsNeeded how many more distinct approvers it needs.
+	ApprovedBy      string `json:"approvedBy,omitempty"`
+	ApprovalsNeeded int    `json:"approvalsNeeded,omitempty"`
 }
 
 // Status is the answer of the `status` query.
@@ -143,6 +149,9 @@ type Status struct {
 	Stage          *StageStatus `json:"stage,omitempty"`
 	Stages         []StagePlan  `json:"stages"`
 	TrafficPercent int          `json:"trafficPercent"`
+	// Gate names the approval gate the release waits at, as a signed approval must name it ("stage:3",
+	// "signoff:qa"); empty when none.
+	Gate string `json:"gate,omitempty"`
 	// Latest holds the most recent measurement of each check, in check order.
 	Latest    []Measurement `json:"latest,omitempty"`
 	Decisions []Decision    `json:"decisions"`

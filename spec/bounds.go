@@ -13,6 +13,8 @@ const (
 	MaxChecks        = 20
 	MaxPrechecks     = 20
 	MaxNotifications = 10
+	// MaxApprovers bounds a stage gate's quorum.
+	MaxApprovers = 10
 	// MaxQueryBytes bounds a check's query template.
 	MaxQueryBytes = 4096
 	// MinInterval is the shortest analysis interval.

@@ -4,9 +4,15 @@
 package spec
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shepherd-release/shepherd/approvals"
 )
 
 // Approval-timeout actions.
@@ -59,6 +65,10 @@ type Release struct {
 	Notifications []string `json:"notifications,omitempty"`
 	// Tag tags the release in git when it succeeds.
 	Tag *Tag `json:"tag,omitempty"`
+	// StartedBy proves who started the release: a signed claim over StartGate (`shepherd start --key`).
+	// Where the operators require four eyes, a release must be started signed, and its starter cannot
+	// approve its gates.
+	StartedBy *approvals.Signed `json:"startedBy,omitempty"`
 
 	// decodeErr remembers what was wrong with the JSON this spec was decoded from (an unknown key, a
 	// value of the wrong type), so Validate rejects it however the spec arrived.
@@ -82,6 +92,11 @@ type Stage struct {
 	ApprovalTimeout Duration `json:"approvalTimeout,omitempty"`
 	// OnApprovalTimeout is "abort" (default) or "proceed".
 	OnApprovalTimeout string `json:"onApprovalTimeout,omitempty"`
+	// Approvers is how many distinct people must approve the gate (a quorum); default 1.
+	Approvers int `json:"approvers,omitempty"`
+	// ApprovalRoles limits who may approve to people holding one of these roles (roles are given to
+	// keys in the worker's configuration); empty: anyone trusted.
+	ApprovalRoles []string `json:"approvalRoles,omitempty"`
 }
 
 // Analysis configures the SLO checks.
@@ -262,4 +277,14 @@ func (r Release) TotalSoak() time.Duration {
 		d += s.Soak.D()
 	}
 	return d
+}
+
+// StartGate is the gate a signed start names: "start:" and the SHA-256 of the spec (without StartedBy)
+// as JSON, so a start signature vouches for exactly this spec.
+func (r Release) StartGate() string {
+	r.StartedBy = nil
+	r.decodeErr = nil
+	b, _ := json.Marshal(r) // plain data: cannot fail
+	sum := sha256.Sum256(b)
+	return "start:" + hex.EncodeToString(sum[:])
 }

@@ -109,7 +109,7 @@ func TestValidate(t *testing.T) {
 		{"approval action", func(r *Release) { r.Stages[1].Approval = true; r.Stages[1].OnApprovalTimeout = "ignore" },
 			[]string{`stages[1].onApprovalTimeout: must be "abort" or "proceed", got "ignore"`}},
 		{"approval timeout needs approval", func(r *Release) { r.Stages[1].ApprovalTimeout = Duration(time.Hour) },
-			[]string{"stages[1]: approvalTimeout and onApprovalTimeout need approval: true"}},
+			[]string{"stages[1]: approvalTimeout, onApprovalTimeout, approvers and approvalRoles need approval: true"}},
 		{"check needs threshold", func(r *Release) { r.Analysis.Checks = []Check{{Name: "x", Query: "up"}} },
 			[]string{"analysis.checks[0]: needs a threshold: max, min or baseline"}},
 		{"duplicate check", func(r *Release) { r.Analysis.Checks = append(r.Analysis.Checks, r.Analysis.Checks[0]) },

@@ -163,8 +163,14 @@ func validateStages(p *problems, stages []Stage) {
 		if s.ApprovalTimeout < 0 {
 			p.add(path+".approvalTimeout", "must not be negative")
 		}
-		if !s.Approval && (s.ApprovalTimeout != 0 || s.OnApprovalTimeout != "") {
-			p.add(path, "approvalTimeout and onApprovalTimeout need approval: true")
+		if !s.Approval && (s.ApprovalTimeout != 0 || s.OnApprovalTimeout != "" || s.Approvers != 0 || len(s.ApprovalRoles) > 0) {
+			p.add(path, "approvalTimeout, onApprovalTimeout, approvers and approvalRoles need approval: true")
+		}
+		if s.Approvers < 0 || s.Approvers > MaxApprovers {
+			p.add(path+".approvers", "must be 1 to %d distinct approvers, got %d", MaxApprovers, s.Approvers)
+		}
+		for j, role := range s.ApprovalRoles {
+			checkName(p, fmt.Sprintf("%s.approvalRoles[%d]", path, j), role)
 		}
 		if s.OnApprovalTimeout != "" && s.OnApprovalTimeout != OnTimeoutAbort && s.OnApprovalTimeout != OnTimeoutProceed {
 			p.add(path+".onApprovalTimeout", "must be %q or %q, got %q", OnTimeoutAbort, OnTimeoutProceed, s.OnApprovalTimeout)

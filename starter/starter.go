@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/workflows"
@@ -108,6 +109,22 @@ func Status(ctx context.Context, c client.Client, service, env, runID string) (r
 		return st, fmt.Errorf("decoding the status of %s: %w", id, err)
 	}
 	return st, nil
+}
+
+// PendingApproval is the claim an approver signs for the gate the release of service in env waits at now,
+// valid for validFor: the workflow, its current run, the gate and the action. It fails when the release
+// waits at no gate.
+func PendingApproval(ctx context.Context, c client.Client, service, env string, validFor time.Duration) (approvals.Claim, error) {
+	st, err := Status(ctx, c, service, env, "")
+	if err != nil {
+		return approvals.Claim{}, err
+	}
+	if st.Gate == "" {
+		return approvals.Claim{}, fmt.Errorf("the release of %s in %s is %s and waits at no approval gate", service, env, st.Phase)
+	}
+	wf, run, _ := strings.Cut(st.ReleaseID, "/")
+	return approvals.Claim{WorkflowID: wf, RunID: run, Gate: st.Gate, Action: workflows.Approve,
+		Expires: time.Now().Add(validFor).UTC().Truncate(time.Second)}, nil
 }
 
 // Control sends approve, abort, pause or resume as an update and returns the workflow's answer; a

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/shepherd-release/shepherd/approvals"
+
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/shepherd-release/shepherd/record"
@@ -21,8 +23,12 @@ type ControlRequest struct {
 	// Stage, when set, is the 1-based stage number the request is meant for; a request for another stage
 	// is rejected, so a late approval never approves the wrong stage.
 	Stage int `json:"stage,omitempty"`
-	// Role is the approver's role, required by sign-off gates (prechecks[].signoff.role).
+	// Role is the approver's role, for sign-off gates (prechecks[].signoff.role) and stage gates with
+	// approvalRoles, when the approval is not signed (a signed one proves its roles).
 	Role string `json:"role,omitempty"`
+	// Signed is the approval's signed claim (approvals.Claim): it proves who approved, for which gate of
+	// which run, until when. Required where the operators do not accept unsigned approvals.
+	Signed *approvals.Signed `json:"signed,omitempty"`
 }
 
 func (c ControlRequest) text() string {
@@ -62,6 +68,13 @@ func (r *release) registerHandlers(ctx workflow.Context) error {
 		name := name
 		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
 			func(ctx workflow.Context, req ControlRequest) (ControlResponse, error) {
+				if name == Approve && r.verify {
+					a, err := r.verifyApproval(ctx, name, req)
+					if err != nil {
+						return ControlResponse{}, r.rejectApproval(ctx, req, err)
+					}
+					return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: r.countApproval(ctx, a)}, nil
+				}
 				msg := r.apply(ctx, name, req)
 				return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: msg}, nil
 			},
@@ -96,7 +109,18 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 			var req ControlRequest
 			c.Receive(ctx, &req)
 			if err := r.check(name, req); err != nil {
-				r.recordRejection(ctx, name, req, err)
+				r.recordRejection(ctx, name, "signal", req, err)
+				return
+			}
+			if name == Approve && r.verify {
+				// Verified aside, so a slow verification never delays an abort behind it.
+				workflow.Go(ctx, func(gctx workflow.Context) {
+					if a, err := r.verifyApproval(gctx, name, req); err != nil {
+						r.recordRejection(gctx, name, "signal", req, err)
+					} else {
+						r.countApproval(gctx, a)
+					}
+				})
 				return
 			}
 			r.apply(ctx, name, req)
@@ -109,7 +133,7 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 
 // recordRejection logs a rejected signal, with its text cut, up to maxRecordedRejections per stage; past
 // that it only counts it, so a flood of bad signals cannot grow the status without bound.
-func (r *release) recordRejection(ctx workflow.Context, name string, req ControlRequest, err error) {
+func (r *release) recordRejection(ctx workflow.Context, name, via string, req ControlRequest, err error) {
 	stage := 0
 	if r.status.Stage != nil {
 		stage = r.status.Stage.Number
@@ -121,7 +145,7 @@ func (r *release) recordRejection(ctx workflow.Context, name string, req Control
 		}
 		r.rejections[stage]++
 	}
-	d := r.decide(ctx, record.KindRejection, cut(req.By, MaxControlBy), "%s signal rejected: %s", name, cut(err.Error(), rejectionTextCut))
+	d := r.decide(ctx, record.KindRejection, cut(req.By, MaxControlBy), "%s %s rejected: %s", name, via, cut(err.Error(), rejectionTextCut))
 	d.Comment = cut(req.text(), rejectionTextCut)
 }
 
@@ -158,13 +182,16 @@ func (r *release) check(name string, req ControlRequest) error {
 	}
 	switch name {
 	case Approve:
-		if phase != record.PhaseAwaitingApproval {
-			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval", phase, r.stageName())
+		if phase != record.PhaseAwaitingApproval && phase != record.PhaseFrozen {
+			return fmt.Errorf("nothing to approve: the release is %s at %s; approve applies only while AwaitingApproval (or Frozen, to break glass)", phase, r.stageName())
 		}
-		if r.approval != nil {
-			return fmt.Errorf("already approved by %s", r.approval.By)
+		if r.gate == nil {
+			return fmt.Errorf("nothing to approve at this instant; try again")
 		}
-		if r.signoffRole != "" && req.Role != r.signoffRole {
+		if r.gate.done() {
+			return fmt.Errorf("already approved by %s", r.gate.who())
+		}
+		if r.signoffRole != "" && req.Signed == nil && req.Role != r.signoffRole {
 			return fmt.Errorf("the release waits for sign-off by role %q; approve with \"role\": %q (got %q)", r.signoffRole, r.signoffRole, req.Role)
 		}
 	case Abort:
@@ -210,8 +237,9 @@ func (r *release) check(name string, req ControlRequest) error {
 func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) string {
 	var msg string
 	switch name {
-	case Approve:
-		r.approval = &req
+	case Approve: // a release started before changeVerifiedApprovals: the typed name counts, unverified
+		r.gate.given = append(r.gate.given, givenApproval{req: req, id: approvals.Identity{Principal: req.By}})
+		r.syncGateStatus()
 		msg = "approved by " + req.By
 		if r.signoffRole != "" {
 			msg = fmt.Sprintf("sign-off as %s by %s", r.signoffRole, req.By)

@@ -141,7 +141,8 @@ type harness struct {
 	spec      spec.Release
 	updates   int
 	reportDir string
-	// acts are the activities the workflow runs, over named providers; tests add providers to them.
+	// acts are the activities the workflow runs, over named providers; tests add providers to them and
+	// may set their Approvals policy before run.
 	acts *activities.Activities
 	// raw, when set, is the workflow input as sent (JSON), instead of spec encoded.
 	raw json.RawMessage

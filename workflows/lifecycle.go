@@ -84,12 +84,12 @@ func orNone(s string) string {
 func (r *release) awaitSignoff(ctx workflow.Context, c spec.Precheck) error {
 	s := c.Signoff
 	r.signoffRole = s.Role
-	r.approval = nil
-	defer func() { r.signoffRole = "" }()
+	r.openGate("signoff:"+s.Role, []string{s.Role}, 1)
+	defer func() { r.signoffRole, r.gate, r.status.Gate = "", nil, "" }()
 	r.setPhase(ctx, record.PhaseAwaitingApproval, "pre-release check %q waits for sign-off by role %q", c.Name, s.Role)
 	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("sign-off by %s needed before deploy (check %q)", s.Role, c.Name), nil)
 	start := workflow.Now(ctx)
-	got := func() bool { return r.approval != nil }
+	got := func() bool { return r.gate.done() }
 	if s.Timeout > 0 {
 		ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 			Timeout:      s.Timeout.D(),
@@ -106,9 +106,9 @@ func (r *release) awaitSignoff(ctx workflow.Context, c spec.Precheck) error {
 	} else if err := workflow.Await(ctx, got); err != nil {
 		return err
 	}
-	d := r.decide(ctx, record.KindApproval, r.approval.By, "sign-off %q given by %s as %s after %s", c.Name, r.approval.By, s.Role, elapsed(start, workflow.Now(ctx)))
-	d.Comment = r.approval.text()
-	r.approval = nil
+	g := r.gate
+	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "sign-off %q given by %s as %s after %s", c.Name, g.who(), s.Role, elapsed(start, workflow.Now(ctx)))
+	d.Comment = g.comments()
 	r.setPhase(ctx, record.PhaseValidating, "sign-off %q done", c.Name)
 	return nil
 }

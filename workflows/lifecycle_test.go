@@ -223,11 +223,11 @@ func TestSignoffGate(t *testing.T) {
 		require.NoError(t, err)
 		noRole.rejected(t, `the release waits for sign-off by role "qa"`)
 		wrongRole.rejected(t, `(got "dev")`)
-		assert.Equal(t, "sign-off as qa by quinn", ok.accepted(t).Message)
+		assert.Equal(t, "sign-off as qa by quinn (unverified)", ok.accepted(t).Message)
 		assert.Equal(t, record.PhaseSucceeded, res.Phase)
 		assert.Equal(t, fullRelease, h.target.Calls())
 		assert.Equal(t, 75*time.Minute+time.Hour, h.elapsed().Round(time.Second))
-		assert.True(t, containsAll(decisionsOf(res, record.KindApproval), `sign-off "qa-signoff" given by quinn as qa after 1h0m0s`))
+		assert.True(t, containsAll(decisionsOf(res, record.KindApproval), `sign-off "qa-signoff" given by quinn (unverified) as qa after 1h0m0s`))
 	})
 	t.Run("timed out", func(t *testing.T) {
 		h := newHarness(t, signoff(4*time.Hour))

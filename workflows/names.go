@@ -38,6 +38,10 @@ const (
 	ActivityNotify     = "Notify"
 	ActivityTag        = "TagRelease"
 	ActivityArchive    = "ArchiveReport"
+	// ActivityVerifyControl runs as a local activity from the control handlers.
+	ActivityVerifyControl = "VerifyControl"
+	ActivityVerifyStart   = "VerifyStart"
+	ActivityCheckFreeze   = "CheckFreeze"
 )
 
 // Custom search attributes the workflow upserts. The server must know them before a release starts

@@ -17,18 +17,21 @@ func RegisterWorkflows(r worker.WorkflowRegistry) {
 // RegisterActivities registers a's methods under their wire names.
 func RegisterActivities(r worker.ActivityRegistry, a *activities.Activities) {
 	for name, fn := range map[string]any{
-		ActivityPreflight:  a.Preflight,
-		ActivityDeploy:     a.Deploy,
-		ActivityHealth:     a.HealthCheck,
-		ActivitySetTraffic: a.SetTraffic,
-		ActivityPromote:    a.Promote,
-		ActivityRollback:   a.RemoveCanary,
-		ActivityMeasure:    a.Measure,
-		ActivityPrecheck:   a.Precheck,
-		ActivitySetFlags:   a.SetFlags,
-		ActivityNotify:     a.Notify,
-		ActivityTag:        a.TagRelease,
-		ActivityArchive:    a.ArchiveReport,
+		ActivityPreflight:     a.Preflight,
+		ActivityDeploy:        a.Deploy,
+		ActivityHealth:        a.HealthCheck,
+		ActivitySetTraffic:    a.SetTraffic,
+		ActivityPromote:       a.Promote,
+		ActivityRollback:      a.RemoveCanary,
+		ActivityMeasure:       a.Measure,
+		ActivityPrecheck:      a.Precheck,
+		ActivitySetFlags:      a.SetFlags,
+		ActivityNotify:        a.Notify,
+		ActivityTag:           a.TagRelease,
+		ActivityArchive:       a.ArchiveReport,
+		ActivityVerifyControl: a.VerifyControl,
+		ActivityVerifyStart:   a.VerifyStart,
+		ActivityCheckFreeze:   a.CheckFreeze,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

@@ -61,11 +61,13 @@ type resolvedSpec struct {
 	Invalid string `json:"invalid,omitempty"`
 	// WorkflowID is the ID a release of this service and environment must run under.
 	WorkflowID string `json:"workflowID"`
+	// StartGate is what a signed start must name (spec.Release.StartGate of the input as given).
+	StartGate string `json:"startGate,omitempty"`
 }
 
 func resolve(in spec.Release) resolvedSpec {
 	s := in.WithDefaults()
-	rs := resolvedSpec{Spec: s, WorkflowID: spec.WorkflowID(s.Service, s.Environment)}
+	rs := resolvedSpec{Spec: s, WorkflowID: spec.WorkflowID(s.Service, s.Environment), StartGate: in.StartGate()}
 	if err := activities.ValidateSpec(s); err != nil {
 		rs.Invalid = err.Error()
 	}
@@ -102,9 +104,17 @@ type release struct {
 	abortReq   *ControlRequest
 	paused     bool
 	pauseCause string
-	approval   *ControlRequest
-	saga       saga
-	checks     *record.Streaks
+	// gate is the approval gate the release waits at, nil when none.
+	gate *gate
+	// startGate is what a signed start names; starter who started the release, and fourEyes whether
+	// that person is barred from approving it.
+	startGate string
+	starter   givenApproval
+	fourEyes  bool
+	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
+	verify bool
+	saga   saga
+	checks *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
 	signoffRole string
 	// notifications counts notifications still being delivered.
@@ -136,7 +146,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	if rs.WorkflowID == "" {
 		rs.WorkflowID = spec.WorkflowID(s.Service, s.Environment)
 	}
-	r := &release{spec: s, invalid: rs.Invalid, wantID: rs.WorkflowID, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
+	r := &release{spec: s, invalid: rs.Invalid, wantID: rs.WorkflowID, startGate: rs.StartGate, safe: safe, shiftingTo: -1, rejections: map[int]int{}}
 	r.status = record.Status{
 		ReleaseID:       info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID,
 		WorkflowID:      info.WorkflowExecution.ID,
@@ -156,6 +166,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)
 	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
+	r.verify = workflow.GetVersion(ctx, changeVerifiedApprovals, workflow.DefaultVersion, 1) >= 1
 	r.checks = record.NewStreaks(s.Analysis.FailureLimit, s.Analysis.InconclusiveLimit)
 	return r
 }
@@ -175,6 +186,12 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 	if err := r.validate(ctx); err != nil {
 		r.finish(ctx, record.PhaseFailed, err.Error())
 		return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+	}
+	if r.verify {
+		if err := r.verifyStart(ctx); err != nil {
+			r.finish(ctx, record.PhaseFailed, err.Error())
+			return r.status, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidSpec, nil)
+		}
 	}
 	r.publish(ctx)
 	r.notify(ctx, eventStarted, fmt.Sprintf("%d stages, at least %s of soak", len(r.spec.Stages), r.spec.TotalSoak()), nil)
@@ -277,6 +294,9 @@ func (r *release) forward(ctx workflow.Context) error {
 	}
 
 	if err := r.holdIfPaused(ctx); err != nil {
+		return err
+	}
+	if err := r.holdForFreeze(ctx, "freeze:promote", "promotion"); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil { // aborted or cancelled in the same instant the last stage passed

@@ -107,7 +107,7 @@ func TestApprovalGateApprovedByUpdate(t *testing.T) {
 	assert.Equal(t, 75*time.Minute+10*time.Minute, h.elapsed().Round(time.Second))
 	approvals := decisionsOf(res, record.KindApproval)
 	require.Len(t, approvals, 1)
-	assert.Contains(t, approvals[0], "stage 3 approved by alice after 10m0s")
+	assert.Contains(t, approvals[0], "stage 3 approved by alice (unverified) after 10m0s")
 	for _, d := range res.Decisions {
 		if d.Kind == record.KindApproval {
 			assert.Equal(t, "dashboards look fine", d.Comment)

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -26,6 +27,9 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 		}
 	}
 	if err := r.holdIfPaused(ctx); err != nil {
+		return err
+	}
+	if err := r.holdForFreeze(ctx, fmt.Sprintf("freeze:stage:%d", i+1), fmt.Sprintf("the shift to stage %d (%d%%)", i+1, st.Percent)); err != nil {
 		return err
 	}
 	r.setPhase(ctx, record.PhaseProgressing, "stage %d/%d: shifting %d%% of traffic to %s",
@@ -70,11 +74,12 @@ func (r *release) setTraffic(ctx workflow.Context, percent int) error {
 // awaitApproval waits at a stage's gate for an approve, an abort, or the gate's timeout.
 func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	n := r.status.Stage.Number
-	r.approval = nil
+	r.openGate(fmt.Sprintf("stage:%d", n), st.ApprovalRoles, st.Approvers)
+	defer func() { r.gate, r.status.Gate = nil, "" }()
 	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
 	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent), nil)
 	waitStart := workflow.Now(ctx)
-	got := func() bool { return r.approval != nil }
+	got := func() bool { return r.gate.done() }
 	if st.ApprovalTimeout > 0 {
 		ok, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 			Timeout:      st.ApprovalTimeout.D(),
@@ -95,11 +100,10 @@ func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	} else if err := workflow.Await(ctx, got); err != nil {
 		return err
 	}
-	a := r.approval
+	g := r.gate
 	r.status.Stage.Approved = true
-	r.status.Stage.ApprovedBy = a.By
-	d := r.decide(ctx, record.KindApproval, a.By, "stage %d approved by %s after %s", n, a.By, elapsed(waitStart, workflow.Now(ctx)))
-	d.Comment = a.text()
+	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "stage %d approved by %s after %s", n, g.who(), elapsed(waitStart, workflow.Now(ctx)))
+	d.Comment = g.comments()
 	return nil
 }
 

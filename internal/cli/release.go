@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
@@ -97,14 +98,17 @@ nothing changes.`,
 }
 
 func newStartCmd(g *globals) *cobra.Command {
-	var file string
+	var file, key string
 	var wait bool
 	cmd := &cobra.Command{
 		Use:   "start -f release.yaml [--wait]",
 		Short: "Start a release",
 		Long: `Validate the spec and start its release workflow. At most one release per service and
 environment is active at a time; a second start is refused and names the active release.
-With --wait, follow the release to its end (as watch does) and exit with its outcome.`,
+With --wait, follow the release to its end (as watch does) and exit with its outcome.
+With --key, the start is signed with your SSH key (ssh-keygen -Y sign): the release records who started
+it, verified, and where the operators require four eyes you may not approve its gates (there, an
+unsigned start is refused).`,
 		Example: `  shepherd start -f release.yaml
   shepherd start -f release.yaml --wait     # exit 0 promoted, 3 rolled back, 4 failed`,
 		Args: cobra.NoArgs,
@@ -114,6 +118,15 @@ With --wait, follow the release to its end (as watch does) and exit with its out
 				return err
 			}
 			ctx := cmd.Context()
+			if key != "" {
+				claim := approvals.Claim{WorkflowID: spec.WorkflowID(d.Service, d.Environment), Gate: d.StartGate(),
+					Action: "start", Expires: time.Now().Add(15 * time.Minute).UTC().Truncate(time.Second)}
+				sig, err := sshKeygenSign(ctx, key, claim.Payload())
+				if err != nil {
+					return err
+				}
+				d.StartedBy = &approvals.Signed{Claim: claim, Signature: sig}
+			}
 			c, err := dial(ctx)
 			if err != nil {
 				return err
@@ -144,6 +157,7 @@ With --wait, follow the release to its end (as watch does) and exit with its out
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "release spec (YAML or JSON; - for stdin)")
 	cmd.Flags().BoolVar(&wait, "wait", false, "follow the release until it ends; the exit code is its outcome")
+	cmd.Flags().StringVar(&key, "key", "", "sign the start with this SSH private key (who started it, for four eyes)")
 	return cmd
 }
 
@@ -313,10 +327,18 @@ func outcomeError(st record.Status) error {
 
 var controlHelp = map[string]struct{ short, long, example string }{
 	workflows.Approve: {"Approve the stage (or sign-off) that is awaiting approval",
-		"Approve the gate the release waits at. --stage guards against approving the wrong stage;\n" +
-			"a pre-release sign-off gate needs --role with the role it names.",
-		`  shepherd approve checkout --stage 3 --comment "dashboards look fine"
-  shepherd approve checkout --role qa --comment "regression suite green"`},
+		"Approve the gate the release waits at. --stage guards against approving the wrong stage.\n\n" +
+			"Where the workers' operators require it (everywhere but the environments they list as unsigned), an\n" +
+			"approval must be signed: --key signs it with your SSH key (ssh-keygen -Y sign, as git signs commits;\n" +
+			"passphrases and ssh-agent work as usual). The signature covers this release's run, its gate and an\n" +
+			"expiry (--valid-for), so it cannot be replayed elsewhere; the record shows the identity the\n" +
+			"operators' allowed_signers file gives your key, not a typed name. To sign elsewhere: --print-payload,\n" +
+			"sign its output with `ssh-keygen -Y sign -n shepherd-approval -f KEY`, and send it with --signature.\n" +
+			"Unsigned approvals (where accepted) are recorded as unverified; --role then names your role.",
+		`  shepherd approve checkout --stage 3 --key ~/.ssh/id_ed25519 --comment "dashboards look fine"
+  shepherd approve checkout --print-payload > payload.json   # sign it elsewhere, then:
+  shepherd approve checkout --payload payload.json --signature payload.json.sig
+  shepherd approve checkout --env staging --role qa --comment "regression suite green"   # unsigned, where allowed`},
 	workflows.Abort: {"Abort the release and roll it back",
 		"Abort in any phase but Promoting: traffic goes back to stable, then the canary is removed. A step in\n" +
 			"flight is stopped first (a few seconds at most). Promotion is the point of no return: to go back\n" +
@@ -341,6 +363,7 @@ var controlHelp = map[string]struct{ short, long, example string }{
 
 func newControlCmd(g *globals, name string) *cobra.Command {
 	var req workflows.ControlRequest
+	var sign signFlags
 	h := controlHelp[name]
 	cmd := &cobra.Command{
 		Use:     name + " SERVICE",
@@ -349,6 +372,12 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 		Example: h.example,
 		Args:    cobra.ArbitraryArgs,
 		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+			if name == workflows.Approve {
+				done, err := sign.apply(ctx, c, g, svc, &req)
+				if err != nil || done {
+					return err
+				}
+			}
 			resp, err := starter.Control(ctx, c, svc, g.env, name, req)
 			if errors.Is(err, starter.ErrRejected) {
 				return withHint(ExitRejected, err, "shepherd status "+svc+" shows where the release is")
@@ -368,7 +397,8 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 	cmd.Flags().StringVar(&req.Comment, "comment", "", "a comment (recorded in the decision log)")
 	cmd.Flags().IntVar(&req.Stage, "stage", 0, "only if the release is at this stage number (1-based)")
 	if name == workflows.Approve {
-		cmd.Flags().StringVar(&req.Role, "role", "", "your role, for sign-off gates (prechecks[].signoff.role), e.g. qa")
+		cmd.Flags().StringVar(&req.Role, "role", "", "your role, for an unsigned approval where a gate names roles, e.g. qa")
+		sign.register(cmd)
 	}
 	return cmd
 }

@@ -65,7 +65,7 @@ const DefaultMaxReleaseKeys = 1000
 var (
 	outcomes    = []record.Phase{record.PhaseSucceeded, record.PhaseRolledBack, record.PhaseFailed}
 	verdicts    = []record.Verdict{record.Pass, record.Fail, record.Inconclusive}
-	livePhases  = []record.Phase{record.PhaseValidating, record.PhaseDeploying, record.PhaseAwaitingApproval, record.PhaseProgressing, record.PhasePaused, record.PhasePromoting, record.PhaseRollingBack, record.PhaseRollbackStuck}
+	livePhases  = []record.Phase{record.PhaseValidating, record.PhaseDeploying, record.PhaseAwaitingApproval, record.PhaseProgressing, record.PhasePaused, record.PhasePromoting, record.PhaseRollingBack, record.PhaseRollbackStuck, record.PhaseFrozen}
 	stageValues = []string{StagePassed, StageRolledBack, StageAborted}
 	apprValues  = []string{ApprovalApproved, ApprovalTimedOut, ApprovalAborted}
 	rbValues    = []string{RollbackSucceeded, RollbackFailed}

@@ -231,6 +231,7 @@ func TestActiveReleasesSnapshot(t *testing.T) {
 # TYPE shepherd_active_releases gauge
 shepherd_active_releases{environment="production",phase="AwaitingApproval"} 1
 shepherd_active_releases{environment="production",phase="Deploying"} 0
+shepherd_active_releases{environment="production",phase="Frozen"} 0
 shepherd_active_releases{environment="production",phase="Paused"} 0
 shepherd_active_releases{environment="production",phase="Progressing"} 1
 shepherd_active_releases{environment="production",phase="Promoting"} 0
