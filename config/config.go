@@ -23,6 +23,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/spec"
 )
 
@@ -60,6 +61,29 @@ type Config struct {
 	Prechecks map[string]Provider `json:"prechecks,omitempty"`
 	// Reports says where release reports are archived.
 	Reports Reports `json:"reports,omitempty"`
+	// Approvals is the approval policy: whose signatures verify approvals, where unsigned approvals are
+	// still accepted, four eyes, change freezes. Without it every approval is accepted unsigned (and
+	// recorded as unverified), which suits a laptop, not production.
+	Approvals *Approvals `json:"approvals,omitempty"`
+}
+
+// Approvals configures the verification of approvals (package approvals).
+type Approvals struct {
+	// AllowedSigners is an OpenSSH allowed_signers file on the worker: the keys whose signatures verify
+	// approvals, each with its principal.
+	AllowedSigners string `json:"allowedSigners,omitempty"`
+	// Roles maps a role (e.g. "qa", "sre") to the principals of AllowedSigners who hold it.
+	Roles map[string][]string `json:"roles,omitempty"`
+	// UnsignedEnvironments lists the environments where an unsigned approval is accepted (recorded as
+	// unverified); "*" is every one. Default none.
+	UnsignedEnvironments []string `json:"unsignedEnvironments,omitempty"`
+	// FourEyesEnvironments lists the environments where a release must be started signed and its starter
+	// may not approve it; "*" is every one.
+	FourEyesEnvironments []string `json:"fourEyesEnvironments,omitempty"`
+	// Freezes are change-freeze windows during which traffic shifts and promotion wait.
+	Freezes []approvals.Freeze `json:"freezes,omitempty"`
+	// BreakGlassRoles are the roles whose approval lets a release go ahead during a freeze.
+	BreakGlassRoles []string `json:"breakGlassRoles,omitempty"`
 }
 
 // Provider is one named provider: its type and the settings of that type, as written. The worker decodes
@@ -199,7 +223,7 @@ func Parse(data []byte) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "json: ")
 		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports)"
+			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports, approvals)"
 		}
 		return Config{}, errors.New(msg)
 	}
@@ -233,6 +257,23 @@ func (c Config) Validate() error {
 				p.Add(path+".type", "required")
 			}
 			checkCredentialSources(&p, path, sections[section][name].Settings)
+		}
+	}
+	if a := c.Approvals; a != nil {
+		for i := range a.Freezes {
+			f := a.Freezes[i] // Validate prepares the window; the worker validates its own copy again
+			if err := f.Validate(fmt.Sprintf("approvals.freezes[%d]", i)); err != nil {
+				path, msg, _ := strings.Cut(err.Error(), ": ")
+				p.Add(path, "%s", msg)
+			}
+		}
+		if len(a.Roles) > 0 && a.AllowedSigners == "" {
+			p.Add("approvals.roles", "roles name principals of approvals.allowedSigners, which is not given")
+		}
+		for _, r := range a.BreakGlassRoles {
+			if _, ok := a.Roles[r]; !ok {
+				p.Add("approvals.breakGlassRoles", "role %q is not in approvals.roles", r)
+			}
 		}
 	}
 	return p.Err()

@@ -2,9 +2,12 @@ package worker
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"slices"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/providers/exec"
@@ -55,6 +58,8 @@ type Providers struct {
 	Repositories  providers.Registry[providers.Tagger]
 	// ReportDir is where reports are archived (the configuration's reports.dir).
 	ReportDir string
+	// Approvals is the approval policy (the configuration's approvals); nil when none is configured.
+	Approvals *approvals.Policy
 	// Descriptions describe every provider, by section and name, for paperwork.
 	Descriptions map[string]map[string]providers.Description
 }
@@ -63,7 +68,7 @@ type Providers struct {
 func (p *Providers) Activities() *activities.Activities {
 	return &activities.Activities{
 		Targets: p.Targets, Metrics: p.Metrics, Prechecks: p.Prechecks, Flags: p.Flags,
-		Notifications: p.Notifications, Repositories: p.Repositories, ReportDir: p.ReportDir,
+		Notifications: p.Notifications, Repositories: p.Repositories, ReportDir: p.ReportDir, Approvals: p.Approvals,
 	}
 }
 
@@ -101,10 +106,42 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 	out.Flags = buildSection(&p, config.SectionFlags, cfg.Flags, flagTypes, opts, describe)
 	out.Notifications = buildSection(&p, config.SectionNotifications, cfg.Notifications, notificationTypes, opts, describe)
 	out.Repositories = buildSection(&p, config.SectionRepositories, cfg.Repositories, repositoryTypes, opts, describe)
+	out.Approvals = buildApprovals(&p, cfg.Approvals)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// buildApprovals makes the approval policy: the verifier from the allowed_signers file and roles, and
+// the freeze windows prepared.
+func buildApprovals(p *config.Problems, a *config.Approvals) *approvals.Policy {
+	if a == nil {
+		return nil
+	}
+	pol := &approvals.Policy{UnsignedEnvironments: a.UnsignedEnvironments, FourEyesEnvironments: a.FourEyesEnvironments,
+		BreakGlassRoles: a.BreakGlassRoles}
+	for i := range a.Freezes {
+		f := a.Freezes[i]
+		if err := f.Validate(fmt.Sprintf("approvals.freezes[%d]", i)); err == nil {
+			pol.Freezes = append(pol.Freezes, f)
+		}
+	}
+	if a.AllowedSigners != "" {
+		f, err := os.Open(a.AllowedSigners)
+		if err != nil {
+			p.Add("approvals.allowedSigners", "%v", err)
+			return pol
+		}
+		defer f.Close()
+		v, err := approvals.NewVerifier(io.LimitReader(f, config.MaxBytes), a.Roles)
+		if err != nil {
+			p.Add("approvals.allowedSigners", "%s: %v", a.AllowedSigners, err)
+			return pol
+		}
+		pol.Verifier = v
+	}
+	return pol
 }
 
 // factory builds one provider from its configuration entry.

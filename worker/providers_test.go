@@ -1,9 +1,17 @@
 package worker
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"golang.org/x/crypto/ssh"
+
+	"github.com/shepherd-release/shepherd/approvals"
 	"github.com/shepherd-release/shepherd/config"
 )
 
@@ -90,5 +98,72 @@ notifications:
 	cfg.Notifications = nil
 	if _, err := Build(cfg, BuildOptions{}); err != nil {
 		t.Errorf("without CheckSecrets: %v", err)
+	}
+}
+
+// The approval policy comes from the worker configuration: trust anchors from an allowed_signers file,
+// roles, where unsigned approvals and four eyes apply, and freeze windows ready to evaluate.
+func TestBuildApprovals(t *testing.T) {
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signers := filepath.Join(t.TempDir(), "allowed_signers")
+	if err := os.WriteFile(signers, []byte("alice@example.com "+string(ssh.MarshalAuthorizedKey(key))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte(`
+approvals:
+  allowedSigners: ` + signers + `
+  roles: {sre: [alice@example.com]}
+  unsignedEnvironments: [staging]
+  fourEyesEnvironments: [production]
+  breakGlassRoles: [sre]
+  freezes:
+    - {name: weekend, environments: [production], weekly: "Fri 16:00-Mon 08:00", timeZone: UTC}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Build(cfg, BuildOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := p.Activities().Approvals
+	if pol == nil || pol.Verifier == nil {
+		t.Fatal("no policy or no verifier built")
+	}
+	if !pol.FourEyes("production") || pol.FourEyes("staging") || !pol.AllowsUnsigned("staging") || pol.AllowsUnsigned("production") {
+		t.Errorf("environments: %+v", pol)
+	}
+	saturday := time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC)
+	if st := approvals.FreezeAt(pol.Freezes, "production", saturday); !st.Frozen || st.Name != "weekend" {
+		t.Errorf("Saturday noon in production: %+v, want the weekend freeze", st)
+	}
+
+	// Without an approvals section there is no policy: approvals are accepted unsigned, as on a laptop.
+	none, err := Build(config.Config{}, BuildOptions{})
+	if err != nil || none.Approvals != nil {
+		t.Errorf("no section: %+v, %v", none.Approvals, err)
+	}
+
+	for doc, want := range map[string]string{
+		"approvals: {allowedSigners: " + signers + ", roles: {qa: [bob@example.com]}}": "approvals.allowedSigners: ",
+		"approvals: {allowedSigners: /nonexistent/allowed_signers}":                    "approvals.allowedSigners: open /nonexistent",
+		"approvals: {roles: {qa: [alice@example.com]}}":                                "approvals.roles: roles name principals",
+		"approvals: {freezes: [{name: x, weekly: someday}]}":                           "approvals.freezes[0].weekly",
+		"approvals: {breakGlassRoles: [sre]}":                                          `approvals.breakGlassRoles: role "sre" is not in approvals.roles`,
+	} {
+		c, err := config.Parse([]byte(doc))
+		if err == nil {
+			_, err = Build(c, BuildOptions{})
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", doc, err, want)
+		}
 	}
 }
