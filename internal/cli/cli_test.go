@@ -70,3 +70,25 @@ func TestUnreachableServerGivesAHint(t *testing.T) {
 	assert.Equal(t, ExitError, code)
 	assert.Contains(t, errOut, "hint:")
 }
+
+func TestConfigCommand(t *testing.T) {
+	code, out, errOut := run(t, "config", "--config", "../../examples/shepherd.yaml")
+	require.Equal(t, ExitOK, code, errOut)
+	assert.Contains(t, out, "examples/shepherd.yaml is valid.")
+	assert.Contains(t, out, "checkout-staging  exec")
+	assert.Contains(t, out, "prometheus        prometheus  PromQL instant queries against http://127.0.0.1:9090")
+
+	code, out, _ = run(t, "config", "--config", "../../examples/shepherd.yaml", "-o", "json")
+	require.Equal(t, ExitOK, code)
+	var rep map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.Contains(t, rep["providers"], "targets")
+
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	require.NoError(t, os.WriteFile(bad, []byte("metrics: {p: {type: prometheus, bearerTokenEnv: SHEPHERD_TEST_UNSET_VAR}}\n"), 0o600))
+	code, _, errOut = run(t, "config", "--config", bad)
+	assert.Equal(t, ExitUsage, code)
+	assert.Contains(t, errOut, "metrics.p: environment variable SHEPHERD_TEST_UNSET_VAR (bearerTokenEnv) is not set")
+	code, _, errOut = run(t, "config", "--config", bad, "--no-secrets")
+	assert.Equal(t, ExitOK, code, errOut)
+}
