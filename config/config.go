@@ -62,8 +62,8 @@ type Config struct {
 	// Reports says where release reports are archived.
 	Reports Reports `json:"reports,omitempty"`
 	// Approvals is the approval policy: whose signatures verify approvals, where unsigned approvals are
-	// still accepted, four eyes, change freezes. Without it every approval is accepted unsigned (and
-	// recorded as unverified), which suits a laptop, not production.
+	// still accepted, four eyes, change freezes. Without it no approval is accepted: a worker that gates
+	// releases must say whom it trusts (or, on a laptop, where unsigned approvals will do).
 	Approvals *Approvals `json:"approvals,omitempty"`
 }
 

@@ -74,7 +74,7 @@ func (e *tenv) startWorker(stateDir string) *workerProc {
 	w := &workerProc{log: f.Name(), done: make(chan struct{})}
 	*e.lazy = ""
 	cfgFile := filepath.Join(t.TempDir(), "shepherd.json")
-	if err := os.WriteFile(cfgFile, e.cfg.json(t), 0o600); err != nil {
+	if err := os.WriteFile(cfgFile, e.configJSON(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// Reports go beside the ledger rather than into the home directory; the metrics endpoint gets a free
@@ -147,8 +147,12 @@ func (e *tenv) ensureWorker() {
 // workerConfig is a worker configuration (docs/operations.md): section → name → settings with "type".
 type workerConfig map[string]map[string]map[string]any
 
-func (c workerConfig) json(t *testing.T) []byte {
-	b, err := json.Marshal(c)
+func (e *tenv) configJSON(t *testing.T) []byte {
+	doc := map[string]any{"approvals": e.approvals}
+	for section, providers := range e.cfg {
+		doc[section] = providers
+	}
+	b, err := json.Marshal(doc)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,8 +106,10 @@ type tenv struct {
 	t      *testing.T
 	ns     string
 	client client.Client
-	// cfg is the worker configuration the test's workers start with (shared by with's copies).
-	cfg workerConfig
+	// cfg is the worker configuration the test's workers start with (shared by with's copies), and
+	// approvals its approvals section (by default: unsigned approvals count everywhere, as on a laptop).
+	cfg       workerConfig
+	approvals map[string]any
 	// lazy, when it holds a state directory, is a worker to start before the test's first command, so
 	// a test can finish configuring providers after newReleaseEnv.
 	lazy *string
@@ -140,7 +142,8 @@ func newEnv(t *testing.T, ns string) *tenv {
 		case <-time.After(pollEvery):
 		}
 	}
-	return &tenv{stack: s, t: t, ns: ns, client: c, cfg: workerConfig{}, lazy: new(string)}
+	return &tenv{stack: s, t: t, ns: ns, client: c, cfg: workerConfig{}, lazy: new(string),
+		approvals: map[string]any{"unsignedEnvironments": []string{"*"}}}
 }
 
 // with is e for a subtest: the same namespace, with failures reported on t.

@@ -114,10 +114,11 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 }
 
 // buildApprovals makes the approval policy: the verifier from the allowed_signers file and roles, and
-// the freeze windows prepared.
+// the freeze windows prepared. Without an approvals section the policy is the strict one: no unsigned
+// approval counts anywhere (and, with no keys, none can be signed): operators say where they accept less.
 func buildApprovals(p *config.Problems, a *config.Approvals) *approvals.Policy {
 	if a == nil {
-		return nil
+		return &approvals.Policy{}
 	}
 	pol := &approvals.Policy{UnsignedEnvironments: a.UnsignedEnvironments, FourEyesEnvironments: a.FourEyesEnvironments,
 		BreakGlassRoles: a.BreakGlassRoles}

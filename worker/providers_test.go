@@ -145,9 +145,9 @@ approvals:
 		t.Errorf("Saturday noon in production: %+v, want the weekend freeze", st)
 	}
 
-	// Without an approvals section there is no policy: approvals are accepted unsigned, as on a laptop.
+	// Without an approvals section the policy is strict: no unsigned approval counts, anywhere.
 	none, err := Build(config.Config{}, BuildOptions{})
-	if err != nil || none.Approvals != nil {
+	if err != nil || none.Approvals == nil || none.Approvals.AllowsUnsigned("staging") || none.Approvals.Verifier != nil {
 		t.Errorf("no section: %+v, %v", none.Approvals, err)
 	}
 
