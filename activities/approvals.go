@@ -89,11 +89,16 @@ func (a *Activities) CheckFreeze(_ context.Context, in FreezeInput) (FreezeResul
 // the answer is recorded for replay.
 func (a *Activities) VerifyControl(_ context.Context, in VerifyInput) (VerifyResult, error) {
 	if in.Signed == nil {
-		if a.Approvals == nil || a.Approvals.AllowsUnsigned(in.Environment) {
+		unsignedResume := in.Want.Action == "resume" && (a.Approvals == nil || !a.Approvals.SignedResume)
+		if a.Approvals == nil || a.Approvals.AllowsUnsigned(in.Environment) || unsignedResume {
 			return VerifyResult{Identity: approvals.Identity{Principal: in.By}}, nil
 		}
-		return VerifyResult{Rejected: "an approval in " + in.Environment + " must be signed: `shepherd approve` signs " +
-			"with your SSH key (--key), or sign the payload with ssh-keygen -Y sign (docs/temporal-cli.md)"}, nil
+		what := "an approval"
+		if in.Want.Action == "resume" {
+			what = "a resume"
+		}
+		return VerifyResult{Rejected: what + " in " + in.Environment + " must be signed: `shepherd " + in.Want.Action +
+			"` signs with your SSH key (--key), or sign the payload with ssh-keygen -Y sign (docs/temporal-cli.md)"}, nil
 	}
 	if a.Approvals == nil || a.Approvals.Verifier == nil {
 		return VerifyResult{Rejected: "this worker has no trust anchors configured (approvals.allowedSigners), so no signature can be verified"}, nil

@@ -257,6 +257,9 @@ type Policy struct {
 	// ahead during one (none: nobody can).
 	Freezes         []Freeze
 	BreakGlassRoles []string
+	// SignedResume makes resume an approval-like action: outside UnsignedEnvironments it must be signed.
+	// Otherwise anyone may resume (recorded unverified unless signed). Pause and abort never need one.
+	SignedResume bool
 }
 
 // FourEyes reports whether four eyes are required in environment.

@@ -84,6 +84,9 @@ type Approvals struct {
 	Freezes []approvals.Freeze `json:"freezes,omitempty"`
 	// BreakGlassRoles are the roles whose approval lets a release go ahead during a freeze.
 	BreakGlassRoles []string `json:"breakGlassRoles,omitempty"`
+	// SignedResume makes resume (after a person's pause or inconclusive analysis) need a signature outside
+	// UnsignedEnvironments, like an approval. Pause and abort never need one.
+	SignedResume bool `json:"signedResume,omitempty"`
 }
 
 // Provider is one named provider: its type and the settings of that type, as written. The worker decodes

@@ -111,19 +111,25 @@ func Status(ctx context.Context, c client.Client, service, env, runID string) (r
 	return st, nil
 }
 
-// PendingApproval is the claim an approver signs for the gate the release of service in env waits at now,
-// valid for validFor: the workflow, its current run, the gate and the action. It fails when the release
-// waits at no gate.
-func PendingApproval(ctx context.Context, c client.Client, service, env string, validFor time.Duration) (approvals.Claim, error) {
+// PendingClaim is the claim a person signs to approve (or resume) the release of service in env as it
+// is now, valid for validFor: the workflow, its current run, the gate (for resume, the paused stage) and
+// the action. It fails when there is nothing to approve or resume.
+func PendingClaim(ctx context.Context, c client.Client, service, env, action string, validFor time.Duration) (approvals.Claim, error) {
 	st, err := Status(ctx, c, service, env, "")
 	if err != nil {
 		return approvals.Claim{}, err
 	}
-	if st.Gate == "" {
+	gate := st.Gate
+	if action == workflows.Resume {
+		if st.Phase != record.PhasePaused || st.Stage == nil {
+			return approvals.Claim{}, fmt.Errorf("the release of %s in %s is %s, not Paused; nothing to resume", service, env, st.Phase)
+		}
+		gate = fmt.Sprintf("resume:stage:%d", st.Stage.Number)
+	} else if gate == "" {
 		return approvals.Claim{}, fmt.Errorf("the release of %s in %s is %s and waits at no approval gate", service, env, st.Phase)
 	}
 	wf, run, _ := strings.Cut(st.ReleaseID, "/")
-	return approvals.Claim{WorkflowID: wf, RunID: run, Gate: st.Gate, Action: workflows.Approve,
+	return approvals.Claim{WorkflowID: wf, RunID: run, Gate: gate, Action: action,
 		Expires: time.Now().Add(validFor).UTC().Truncate(time.Second)}, nil
 }
 

@@ -121,7 +121,7 @@ func buildApprovals(p *config.Problems, a *config.Approvals) *approvals.Policy {
 		return &approvals.Policy{}
 	}
 	pol := &approvals.Policy{UnsignedEnvironments: a.UnsignedEnvironments, FourEyesEnvironments: a.FourEyesEnvironments,
-		BreakGlassRoles: a.BreakGlassRoles}
+		BreakGlassRoles: a.BreakGlassRoles, SignedResume: a.SignedResume}
 	for i := range a.Freezes {
 		f := a.Freezes[i]
 		if err := f.Validate(fmt.Sprintf("approvals.freezes[%d]", i)); err == nil {

@@ -133,6 +133,38 @@ func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlR
 	return a, nil
 }
 
+// verifyResume proves who resumes a paused release where the operators made resume approval-like
+// (approvals.Policy.SignedResume); elsewhere an unsigned resume counts, recorded unverified.
+func (r *release) verifyResume(ctx workflow.Context, req ControlRequest) (givenApproval, error) {
+	info := workflow.GetInfo(ctx)
+	stage := 0
+	if r.status.Stage != nil {
+		stage = r.status.Stage.Number
+	}
+	in := activities.VerifyInput{
+		Environment: r.spec.Environment,
+		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: fmt.Sprintf("resume:stage:%d", stage), Action: Resume},
+		Signed:      req.Signed,
+		By:          req.By,
+		Now:         workflow.Now(ctx),
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var res activities.VerifyResult
+	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res); err != nil {
+		return givenApproval{}, fmt.Errorf("could not verify the resume: %s", describeError(err))
+	}
+	if res.Rejected != "" {
+		return givenApproval{}, fmt.Errorf("%s", res.Rejected)
+	}
+	if !r.paused {
+		return givenApproval{}, fmt.Errorf("the release was resumed while this resume was verified")
+	}
+	return givenApproval{req: req, id: res.Identity, verified: res.Verified}, nil
+}
+
 // verifyStart proves who started the release (spec.startedBy), and learns whether four eyes apply.
 func (r *release) verifyStart(ctx workflow.Context) error {
 	info := workflow.GetInfo(ctx)

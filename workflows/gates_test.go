@@ -297,3 +297,28 @@ func TestBreakGlassLetsAReleaseThroughAFreezeLoudly(t *testing.T) {
 	assert.Contains(t, approvalsLog, `BREAK-GLASS: promotion goes ahead during change freeze "incident freeze"`)
 	assert.Equal(t, 30*time.Minute, decidedAt(t, h, res, "promoted v2"), "every shift and the promotion waited for its own break-glass approval")
 }
+
+// Where operators make resume approval-like, an unsigned resume is refused and a signed one is recorded
+// with the verified identity; pause never needs a signature.
+func TestSignedResumeWhereOperatorsRequireIt(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, twoStages())
+	p.trust(t, h)
+	h.acts.Approvals.SignedResume = true
+	var pause, unsigned, ok *outcome
+	h.at(30*time.Second, func() { pause = h.update(Pause, ControlRequest{By: "anyone", Reason: "checking"}) })
+	h.at(10*time.Minute, func() {
+		unsigned = h.update(Resume, ControlRequest{By: "mallory"})
+		c := approvals.Claim{WorkflowID: "release:checkout:production", RunID: testRun, Gate: "resume:stage:1", Action: Resume, Expires: h.env.Now().Add(time.Hour)}
+		sig, err := approvals.Sign(p.alice, approvals.Namespace, c.Payload())
+		require.NoError(t, err)
+		ok = h.update(Resume, ControlRequest{By: "alice", Signed: &approvals.Signed{Claim: c, Signature: sig}})
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseSucceeded, res.Phase)
+	pause.accepted(t)
+	unsigned.rejected(t, "a resume in production must be signed")
+	ok.accepted(t)
+	assert.Contains(t, strings.Join(decisionsOf(res, record.KindControl), "\n"), "resume by alice@example.com (verified, SHA256:")
+}

@@ -75,6 +75,14 @@ func (r *release) registerHandlers(ctx workflow.Context) error {
 					}
 					return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: r.countApproval(ctx, a)}, nil
 				}
+				if name == Resume && r.verify {
+					a, err := r.verifyResume(ctx, req)
+					if err != nil {
+						r.recordRejection(ctx, name, "update", req, err)
+						return ControlResponse{}, fmt.Errorf("resume rejected: %w", err)
+					}
+					req.By = a.describe()
+				}
 				msg := r.apply(ctx, name, req)
 				return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: msg}, nil
 			},
@@ -112,9 +120,19 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 				r.recordRejection(ctx, name, "signal", req, err)
 				return
 			}
-			if name == Approve && r.verify {
+			if (name == Approve || name == Resume) && r.verify {
 				// Verified aside, so a slow verification never delays an abort behind it.
 				workflow.Go(ctx, func(gctx workflow.Context) {
+					if name == Resume {
+						a, err := r.verifyResume(gctx, req)
+						if err != nil {
+							r.recordRejection(gctx, name, "signal", req, err)
+							return
+						}
+						req.By = a.describe()
+						r.apply(gctx, name, req)
+						return
+					}
 					if a, err := r.verifyApproval(gctx, name, req); err != nil {
 						r.recordRejection(gctx, name, "signal", req, err)
 					} else {

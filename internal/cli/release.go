@@ -372,8 +372,8 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 		Example: h.example,
 		Args:    cobra.ArbitraryArgs,
 		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
-			if name == workflows.Approve {
-				done, err := sign.apply(ctx, c, g, svc, &req)
+			if name == workflows.Approve || name == workflows.Resume {
+				done, err := sign.apply(ctx, c, g, svc, name, &req)
 				if err != nil || done {
 					return err
 				}
@@ -398,6 +398,8 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 	cmd.Flags().IntVar(&req.Stage, "stage", 0, "only if the release is at this stage number (1-based)")
 	if name == workflows.Approve {
 		cmd.Flags().StringVar(&req.Role, "role", "", "your role, for an unsigned approval where a gate names roles, e.g. qa")
+	}
+	if name == workflows.Approve || name == workflows.Resume {
 		sign.register(cmd)
 	}
 	return cmd

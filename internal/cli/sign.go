@@ -26,18 +26,18 @@ type signFlags struct {
 
 func (s *signFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&s.key, "key", "", "sign the approval with this SSH private key (runs ssh-keygen -Y sign)")
+	f.StringVar(&s.key, "key", "", "sign with this SSH private key (runs ssh-keygen -Y sign)")
 	f.DurationVar(&s.validFor, "valid-for", 15*time.Minute, "how long the signed approval stays valid (at most 24h)")
-	f.BoolVar(&s.printPayload, "print-payload", false, "print what to sign for the gate the release waits at, and exit")
+	f.BoolVar(&s.printPayload, "print-payload", false, "print what to sign for the release as it is now, and exit")
 	f.StringVar(&s.payload, "payload", "", "with --signature: the payload printed by --print-payload")
 	f.StringVar(&s.signature, "signature", "", "a signature of the payload made by ssh-keygen -Y sign -n "+approvals.Namespace)
 }
 
 // apply fills req.Signed as the flags say; done is true when nothing is to be sent (--print-payload).
-func (s *signFlags) apply(ctx context.Context, c client.Client, g *globals, svc string, req *workflows.ControlRequest) (done bool, err error) {
+func (s *signFlags) apply(ctx context.Context, c client.Client, g *globals, svc, action string, req *workflows.ControlRequest) (done bool, err error) {
 	switch {
 	case s.printPayload:
-		claim, err := starter.PendingApproval(ctx, c, svc, g.env, s.validFor)
+		claim, err := starter.PendingClaim(ctx, c, svc, g.env, action, s.validFor)
 		if err != nil {
 			return true, err
 		}
@@ -64,7 +64,7 @@ func (s *signFlags) apply(ctx context.Context, c client.Client, g *globals, svc 
 		}
 		req.Signed = &approvals.Signed{Claim: claim, Signature: string(sig)}
 	case s.key != "":
-		claim, err := starter.PendingApproval(ctx, c, svc, g.env, s.validFor)
+		claim, err := starter.PendingClaim(ctx, c, svc, g.env, action, s.validFor)
 		if err != nil {
 			return false, err
 		}
