@@ -121,11 +121,11 @@ func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlR
 		return givenApproval{}, fmt.Errorf("this gate needs role %s; approve with \"role\" (got %q)", strings.Join(g.roles, " or "), req.Role)
 	}
 	// Four eyes and quorum: every approval of a gate comes from someone else.
-	if r.gate != g || g.done() {
-		return givenApproval{}, fmt.Errorf("the gate was passed or closed while the approval was verified")
-	}
 	if r.fourEyes && a.id.Principal == r.starter.id.Principal {
 		return givenApproval{}, fmt.Errorf("%s started this release and may not approve it (four eyes)", a.id.Principal)
+	}
+	if r.gate != g || g.done() {
+		return givenApproval{}, fmt.Errorf("the gate was passed or closed while the approval was verified")
 	}
 	if slices.Contains(g.principals(), a.id.Principal) {
 		return givenApproval{}, fmt.Errorf("%s already approved this gate; it needs %d distinct approvers", a.id.Principal, g.required)

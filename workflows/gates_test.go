@@ -189,10 +189,8 @@ func TestFourEyesTheStarterCannotApprove(t *testing.T) {
 	p.trust(t, h)
 	h.acts.Approvals.FourEyesEnvironments = []string{"production"}
 	var self, other *outcome
-	h.at(5*time.Minute, func() {
-		self = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", h.env.Now()))
-		other = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:2", h.env.Now()))
-	})
+	h.at(5*time.Minute, func() { self = h.update(Approve, signed(t, "alice", p.alice, testRun, "stage:2", h.env.Now())) })
+	h.at(6*time.Minute, func() { other = h.update(Approve, signed(t, "bob", p.bob, testRun, "stage:2", h.env.Now())) })
 	res, err := h.run()
 	require.NoError(t, err)
 	assert.Equal(t, record.PhaseSucceeded, res.Phase)
