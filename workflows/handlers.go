@@ -29,6 +29,9 @@ type ControlRequest struct {
 	// Signed is the approval's signed claim (approvals.Claim): it proves who approved, for which gate of
 	// which run, until when. Required where the operators do not accept unsigned approvals.
 	Signed *approvals.Signed `json:"signed,omitempty"`
+
+	// verifiedAs describes the identity a verification proved, for the decision log ("" when none ran).
+	verifiedAs string
 }
 
 func (c ControlRequest) text() string {
@@ -81,7 +84,7 @@ func (r *release) registerHandlers(ctx workflow.Context) error {
 						r.recordRejection(ctx, name, "update", req, err)
 						return ControlResponse{}, fmt.Errorf("resume rejected: %w", err)
 					}
-					req.By = a.describe()
+					req.By, req.verifiedAs = a.id.Principal, a.describe()
 				}
 				msg := r.apply(ctx, name, req)
 				return ControlResponse{Accepted: true, Phase: r.status.Phase, Message: msg}, nil
@@ -129,7 +132,7 @@ func (r *release) receiveSignals(ctx workflow.Context) {
 							r.recordRejection(gctx, name, "signal", req, err)
 							return
 						}
-						req.By = a.describe()
+						req.By, req.verifiedAs = a.id.Principal, a.describe()
 						r.apply(gctx, name, req)
 						return
 					}
@@ -294,7 +297,11 @@ func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) s
 		r.stuckReq, r.stuckCtl = &req, Acknowledge
 		msg = "acknowledged; the release ends Failed with the rollback recorded as finished by hand"
 	}
-	d := r.decide(ctx, record.KindControl, req.By, "%s by %s: %s", name, req.By, msg)
+	who := req.By
+	if req.verifiedAs != "" {
+		who = req.verifiedAs
+	}
+	d := r.decide(ctx, record.KindControl, req.By, "%s by %s: %s", name, who, msg)
 	d.Comment = req.text()
 	return msg
 }

@@ -116,7 +116,7 @@ func hasSafeBoundariesMarker(t *testing.T, path string) bool {
 		t.Fatal(err)
 	}
 	for _, e := range decodeHistory(t, b).Events {
-		if safeBoundariesEvent(e) == "Version marker" {
+		if safeBoundariesEvent(e) == `Version marker "`+changeSafeBoundaries+`"` {
 			return true
 		}
 	}
@@ -247,12 +247,14 @@ func safeBoundariesEvent(e map[string]any) string {
 	if m, ok := e["markerRecordedEventAttributes"].(map[string]any); ok {
 		switch m["markerName"] {
 		case "Version":
+			// The safe-boundaries change and every later one: a release older than it has none of them.
 			id := m["details"].(map[string]any)["change-id"].(map[string]any)["payloads"].([]any)[0].(map[string]any)["data"].(string)
-			if b, _ := base64.StdEncoding.DecodeString(id); string(b) == `"`+changeSafeBoundaries+`"` {
-				return "Version marker"
-			}
+			b, _ := base64.StdEncoding.DecodeString(id)
+			return "Version marker " + string(b)
 		case "SideEffect":
 			return "SideEffect marker"
+		case "LocalActivity":
+			return "LocalActivity marker"
 		}
 	}
 	if u, ok := e["upsertWorkflowSearchAttributesEventAttributes"].(map[string]any); ok {
