@@ -165,6 +165,34 @@ func (r *release) verifyResume(ctx workflow.Context, req ControlRequest) (givenA
 	return givenApproval{req: req, id: res.Identity, verified: res.Verified}, nil
 }
 
+// verifyStop checks the signature on an abort or a pause after it was applied (stopping never waits on
+// a verification) and records who it proves, or that it did not verify.
+func (r *release) verifyStop(ctx workflow.Context, name string, req ControlRequest) {
+	info := workflow.GetInfo(ctx)
+	in := activities.VerifyInput{
+		Environment: r.spec.Environment,
+		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: name, Action: name},
+		Signed:      req.Signed,
+		By:          req.By,
+		Now:         workflow.Now(ctx),
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	var res activities.VerifyResult
+	err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res)
+	switch {
+	case err != nil:
+		r.decide(ctx, record.KindNotice, req.By, "the signature on the %s by %s could not be checked: %s (the %s stands)", name, req.By, describeError(err), name)
+	case res.Rejected != "":
+		r.decide(ctx, record.KindNotice, req.By, "the signature on the %s by %s does not verify: %s (the %s stands: stopping never needs one)", name, req.By, res.Rejected, name)
+	default:
+		a := givenApproval{id: res.Identity, verified: res.Verified}
+		r.decide(ctx, record.KindControl, res.Identity.Principal, "%s signed by %s", name, a.describe())
+	}
+}
+
 // verifyStart proves who started the release (spec.startedBy), and learns whether four eyes apply.
 func (r *release) verifyStart(ctx workflow.Context) error {
 	info := workflow.GetInfo(ctx)

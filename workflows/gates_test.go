@@ -320,3 +320,25 @@ func TestSignedResumeWhereOperatorsRequireIt(t *testing.T) {
 	ok.accepted(t)
 	assert.Contains(t, strings.Join(decisionsOf(res, record.KindControl), "\n"), "resume by alice@example.com (verified, SHA256:")
 }
+
+// Stopping never needs a signature: an unsigned pause or abort counts at once and is recorded as
+// unverified; a signed one counts at once too, and its signer is recorded once verified.
+func TestStoppingNeverWaitsOnASignature(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, twoStages())
+	p.trust(t, h)
+	h.at(30*time.Second, func() { h.signal(Pause, ControlRequest{By: "night-shift", Reason: "alert"}) })
+	h.at(5*time.Minute, func() {
+		c := approvals.Claim{WorkflowID: "release:checkout:production", RunID: testRun, Gate: Abort, Action: Abort, Expires: h.env.Now().Add(time.Hour)}
+		sig, err := approvals.Sign(p.alice, approvals.Namespace, c.Payload())
+		require.NoError(t, err)
+		h.signal(Abort, ControlRequest{By: "alice", Reason: "bad canary", Signed: &approvals.Signed{Claim: c, Signature: sig}})
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseRolledBack, res.Phase)
+	controls := strings.Join(decisionsOf(res, record.KindControl), "\n")
+	assert.Contains(t, controls, "pause by night-shift (unverified): pause accepted")
+	assert.Contains(t, controls, "abort by alice (signature being verified): abort accepted")
+	assert.Contains(t, controls, "abort signed by alice@example.com (verified, SHA256:")
+}

@@ -298,8 +298,14 @@ func (r *release) apply(ctx workflow.Context, name string, req ControlRequest) s
 		msg = "acknowledged; the release ends Failed with the rollback recorded as finished by hand"
 	}
 	who := req.By
-	if req.verifiedAs != "" {
+	switch {
+	case req.verifiedAs != "":
 		who = req.verifiedAs
+	case r.verify && (name == Abort || name == Pause) && req.Signed == nil:
+		who += " (unverified)"
+	case r.verify && (name == Abort || name == Pause):
+		who += " (signature being verified)"
+		workflow.Go(ctx, func(gctx workflow.Context) { r.verifyStop(gctx, name, req) })
 	}
 	d := r.decide(ctx, record.KindControl, req.By, "%s by %s: %s", name, who, msg)
 	d.Comment = req.text()
