@@ -73,6 +73,29 @@ func (g *gate) principals() []string {
 	return out
 }
 
+// verifyInput asks whether req proves its sender for gate and action of this run.
+func (r *release) verifyInput(ctx workflow.Context, gate, action string, req ControlRequest, roles []string) activities.VerifyInput {
+	info := workflow.GetInfo(ctx)
+	return activities.VerifyInput{
+		Environment: r.spec.Environment,
+		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: gate, Action: action},
+		Roles:       roles,
+		Signed:      req.Signed,
+		By:          req.By,
+		Now:         workflow.Now(ctx),
+	}
+}
+
+// ask runs one of the approval policy's local activities (verification, freezes): the trust anchors stay
+// in the worker's configuration, and the answer is recorded in history for replay.
+func ask(ctx workflow.Context, activity string, in, out any) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+	})
+	return workflow.ExecuteLocalActivity(lctx, activity, in).Get(lctx, out)
+}
+
 // openGate starts waiting at a gate.
 func (r *release) openGate(claim string, roles []string, required int) {
 	r.gate = &gate{claim: claim, roles: roles, required: max(required, 1)}
@@ -93,21 +116,9 @@ func (r *release) syncGateStatus() {
 // history. It returns the approval to count, or the reason it is refused (recorded as a rejection).
 func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlRequest) (givenApproval, error) {
 	g := r.gate
-	info := workflow.GetInfo(ctx)
-	in := activities.VerifyInput{
-		Environment: r.spec.Environment,
-		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: g.claim, Action: name},
-		Roles:       g.roles,
-		Signed:      req.Signed,
-		By:          req.By,
-		Now:         workflow.Now(ctx),
-	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
+	in := r.verifyInput(ctx, g.claim, name, req, g.roles)
 	var res activities.VerifyResult
-	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res); err != nil {
+	if err := ask(ctx, ActivityVerifyControl, in, &res); err != nil {
 		return givenApproval{}, fmt.Errorf("could not verify the approval: %s", describeError(err))
 	}
 	if res.Rejected != "" {
@@ -136,24 +147,13 @@ func (r *release) verifyApproval(ctx workflow.Context, name string, req ControlR
 // verifyResume proves who resumes a paused release where the operators made resume approval-like
 // (approvals.Policy.SignedResume); elsewhere an unsigned resume counts, recorded unverified.
 func (r *release) verifyResume(ctx workflow.Context, req ControlRequest) (givenApproval, error) {
-	info := workflow.GetInfo(ctx)
 	stage := 0
 	if r.status.Stage != nil {
 		stage = r.status.Stage.Number
 	}
-	in := activities.VerifyInput{
-		Environment: r.spec.Environment,
-		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: fmt.Sprintf("resume:stage:%d", stage), Action: Resume},
-		Signed:      req.Signed,
-		By:          req.By,
-		Now:         workflow.Now(ctx),
-	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
+	in := r.verifyInput(ctx, fmt.Sprintf("resume:stage:%d", stage), Resume, req, nil)
 	var res activities.VerifyResult
-	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res); err != nil {
+	if err := ask(ctx, ActivityVerifyControl, in, &res); err != nil {
 		return givenApproval{}, fmt.Errorf("could not verify the resume: %s", describeError(err))
 	}
 	if res.Rejected != "" {
@@ -168,20 +168,9 @@ func (r *release) verifyResume(ctx workflow.Context, req ControlRequest) (givenA
 // verifyStop checks the signature on an abort or a pause after it was applied (stopping never waits on
 // a verification) and records who it proves, or that it did not verify.
 func (r *release) verifyStop(ctx workflow.Context, name string, req ControlRequest) {
-	info := workflow.GetInfo(ctx)
-	in := activities.VerifyInput{
-		Environment: r.spec.Environment,
-		Want:        approvals.Claim{WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Gate: name, Action: name},
-		Signed:      req.Signed,
-		By:          req.By,
-		Now:         workflow.Now(ctx),
-	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
+	in := r.verifyInput(ctx, name, name, req, nil)
 	var res activities.VerifyResult
-	err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyControl, in).Get(lctx, &res)
+	err := ask(ctx, ActivityVerifyControl, in, &res)
 	switch {
 	case err != nil:
 		r.decide(ctx, record.KindNotice, req.By, "the signature on the %s by %s could not be checked: %s (the %s stands)", name, req.By, describeError(err), name)
@@ -202,12 +191,8 @@ func (r *release) verifyStart(ctx workflow.Context) error {
 		Signed:      r.spec.StartedBy,
 		Now:         workflow.Now(ctx),
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
 	var res activities.StartResult
-	if err := workflow.ExecuteLocalActivity(lctx, ActivityVerifyStart, in).Get(lctx, &res); err != nil {
+	if err := ask(ctx, ActivityVerifyStart, in, &res); err != nil {
 		return fmt.Errorf("could not verify who started the release: %s", describeError(err))
 	}
 	if res.Rejected != "" {
@@ -232,14 +217,10 @@ func (r *release) holdForFreeze(ctx workflow.Context, claim, what string) error 
 	if !r.verify {
 		return nil
 	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
 	for {
 		var st activities.FreezeResult
 		in := activities.FreezeInput{Environment: r.spec.Environment, Now: workflow.Now(ctx)}
-		if err := workflow.ExecuteLocalActivity(lctx, ActivityCheckFreeze, in).Get(lctx, &st); err != nil {
+		if err := ask(ctx, ActivityCheckFreeze, in, &st); err != nil {
 			return fmt.Errorf("could not read the change freezes: %s", describeError(err))
 		}
 		if !st.Frozen {
