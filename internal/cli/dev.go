@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/signal"
@@ -8,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/worker"
@@ -17,13 +19,20 @@ func newDevCmd(g *globals) *cobra.Command {
 	var f workerFlags
 	var port, uiPort int
 	var dataDir, temporalBin string
+	var cluster bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local stack: Temporal dev server + web UI + a Shepherd worker",
 		Long: `Start a Temporal dev server (state kept in a SQLite file under --data-dir, web UI on --ui-port)
 with every Shepherd search attribute registered, and a worker connected to it. Ctrl-C stops both.
-The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or PATH.`,
+The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or PATH.
+
+With --cluster it runs the production-shaped stack instead: PostgreSQL (Debian's server, as the user
+postgres when run as root), Temporal's schema set up by temporal-sql-tool, the Temporal server binary
+(` + devstack.TemporalServerVersion + `) and the namespace and search attributes created with the Temporal CLI; data under
+--data-dir/cluster. It has no web UI (docker-compose.yml adds one). Binaries: make tools.`,
 		Example: `  shepherd dev
+  shepherd dev --cluster   # PostgreSQL + the Temporal server instead of the dev server
   # in another terminal:
   shepherd start -f examples/release-exec.yaml --wait`,
 		Args: cobra.NoArgs,
@@ -35,6 +44,9 @@ The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or 
 				return err
 			}
 			defer sync()
+			if cluster {
+				return runCluster(ctx, g, logger, f, port, dataDir)
+			}
 			fmt.Fprintf(g.stdout, "Starting Temporal dev server on 127.0.0.1:%d (data in %s) ...\n", port, dataDir)
 			srv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
 				Binary: temporalBin, Port: port, UIPort: uiPort,
@@ -58,5 +70,27 @@ The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or 
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal web UI port")
 	cmd.Flags().StringVar(&dataDir, "data-dir", filepath.Join(worker.DefaultStateDir(), "dev"), "where the dev server keeps its SQLite file and log")
 	cmd.Flags().StringVar(&temporalBin, "temporal", "", "Temporal CLI binary (default: $SHEPHERD_TEMPORAL, the build cache, PATH)")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "run PostgreSQL and the Temporal server binary instead of the dev server")
 	return cmd
+}
+
+// runCluster is `shepherd dev --cluster`: the production-shaped stack and a worker on it.
+func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerFlags, port int, dataDir string) error {
+	dir := filepath.Join(dataDir, "cluster")
+	fmt.Fprintf(g.stdout, "Starting PostgreSQL and the Temporal server %s on 127.0.0.1:%d (data in %s) ...\n",
+		devstack.TemporalServerVersion, port, dir)
+	c, err := devstack.StartCluster(ctx, devstack.ClusterOptions{Dir: dir, Port: port})
+	if err != nil {
+		return withHint(ExitError, err, "`make tools` builds the Temporal server and temporal-sql-tool; is another server on the port?")
+	}
+	defer c.Stop()
+	os.Setenv("TEMPORAL_ADDRESS", c.Address)
+	return runWorker(ctx, logger, f, func() {
+		fmt.Fprintf(g.stdout, "\nShepherd on a Temporal cluster is up.\n  Temporal:  %s (namespace %s; server metrics %s)\n"+
+			"  Logs:      %s, %s\n"+
+			"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f examples/release-exec.yaml --wait\n"+
+			"  More workers:     TEMPORAL_ADDRESS=%s shepherd worker --state-dir DIR2 --metrics-addr 127.0.0.1:9465\n"+
+			"Ctrl-C stops the worker, the server and PostgreSQL.\n",
+			c.Address, c.Namespace, c.MetricsURL, c.ServerLog, c.PostgresLog, c.Address, c.Address)
+	})
 }
