@@ -19,6 +19,7 @@ import (
 	"text/template"
 	"time"
 
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/shepherd-release/shepherd/worker"
@@ -33,6 +34,10 @@ import (
 // TemporalServerVersion is the Temporal server (and temporal-sql-tool) version Shepherd is tested on; the
 // pinned CLI's dev server embeds the same version.
 const TemporalServerVersion = "1.29.1"
+
+// PostgresMajor is the PostgreSQL major version the stack is tested with: Debian 12's postgresql package.
+// docker-compose.yml runs the same major.
+const PostgresMajor = 15
 
 // NumHistoryShards is the cluster's history shard count. It is fixed when the schema is created and can
 // never change; docker-compose.yml sets the same (NUM_HISTORY_SHARDS).
@@ -444,14 +449,29 @@ func (c *Cluster) CreateNamespace(ctx context.Context, ns string) error {
 		return err
 	}
 	defer cl.Close()
+	// ListSearchAttributes (the worker's start-up check) knows the attributes at once, but the frontend
+	// maps them for starts and queries only after its namespace cache refresh: until then a start fails
+	// with "no mapping defined for search attribute". A query over every attribute is ready when starts are.
+	var terms []string
+	for _, sa := range workflows.SearchAttributes {
+		if sa.Type == "Int" {
+			terms = append(terms, sa.Name+" = 0")
+		} else {
+			terms = append(terms, sa.Name+" = ''")
+		}
+	}
+	query := strings.Join(terms, " AND ")
 	for {
 		err := worker.CheckNamespace(dctx, cl, ns)
+		if err == nil {
+			_, err = cl.ListWorkflow(dctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, Query: query, PageSize: 1})
+		}
 		if err == nil {
 			return nil
 		}
 		select {
 		case <-dctx.Done():
-			return fmt.Errorf("namespace %s not ready for a worker: %w", ns, err)
+			return fmt.Errorf("namespace %s not ready for releases: %w", ns, err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -540,10 +560,12 @@ func (c *Cluster) writeServerConfig() error {
 	return os.WriteFile(filepath.Join(c.Dir, "config", "dynamicconfig", "shepherd.yaml"), []byte(DynamicConfig), 0o644)
 }
 
-// DynamicConfig is the cluster's dynamic configuration: the values docker-compose.yml's Temporal gets
-// from deploy/temporal/dynamicconfig.yaml (the same text; a test keeps them equal).
+// DynamicConfig is the cluster's dynamic configuration: docker-compose.yml's Temporal reads the same text
+// from deploy/temporal/dynamicconfig/shepherd.yaml (deploy/compose_test.go keeps them equal). Only
+// Temporal's own development settings are left out, such as forcing a search-attribute cache refresh
+// on every read, which Temporal says not to turn on in production.
 const DynamicConfig = `# Temporal dynamic configuration for Shepherd (internal/devstack.DynamicConfig; the compose stack mounts
-# deploy/temporal/dynamicconfig.yaml, which holds the same text).
+# deploy/temporal/dynamicconfig/shepherd.yaml, which holds the same text).
 limit.maxIDLength:
   - value: 255
     constraints: {}
