@@ -82,12 +82,11 @@ func TestFaultWorkerPartitionedMidStep(t *testing.T) {
 		}
 	}
 	cutHost.partition(t)
-	cutAt := time.Now()
-	t.Logf("cut worker %d (namespace %s) off while it ran traffic 25%% (seq %d)", cut.pid(), cutHost.name, held.Seq)
+	beat := r.lastHeartbeat(workflows.ActivitySetTraffic)
+	t.Logf("cut worker %d (namespace %s) off while it ran traffic 25%% (seq %d); its last heartbeat %s ago", cut.pid(),
+		cutHost.name, held.Seq, time.Since(beat).Round(100*time.Millisecond))
 	e.waitStatus(svc, "soaking stage 2 at 50% after the retried 25% shift", atStage(record.PhaseProgressing, 2, 50))
-	if after := time.Since(cutAt); after < 10*time.Second {
-		t.Errorf("the release moved on %s after the cut, before the 10 s heartbeat timeout could retry the step", after)
-	}
+	r.wantHeartbeatTimeoutPassed(beat)
 
 	cutHost.heal(t)
 	late := r.proxy.deliver(t)

@@ -216,12 +216,11 @@ func TestFaultWorkerFrozenMidStep(t *testing.T) {
 	held := rig.proxy.waitHeld(t)
 	frozen, other := rig.runner(workflows.ActivitySetTraffic)
 	frozen.freeze(t)
-	frozenAt := time.Now()
-	t.Logf("froze worker %d while it ran traffic 25%% (seq %d)", frozen.pid(), held.Seq)
+	beat := rig.lastHeartbeat(workflows.ActivitySetTraffic)
+	t.Logf("froze worker %d while it ran traffic 25%% (seq %d); its last heartbeat %s ago", frozen.pid(), held.Seq,
+		time.Since(beat).Round(100*time.Millisecond))
 	rig.e.waitStatus(svc, "soaking stage 2 at 50% after the retried 25% shift", atStage(record.PhaseProgressing, 2, 50))
-	if after := time.Since(frozenAt); after < 10*time.Second {
-		t.Errorf("the release moved on %s after the freeze, before the 10 s heartbeat timeout could retry the step", after)
-	}
+	rig.wantHeartbeatTimeoutPassed(beat)
 
 	frozen.thaw(t)
 	late := rig.proxy.deliver(t)
@@ -520,6 +519,37 @@ func (r *fenceRig) lastWorkflowWorker() (last, other *workerProc) {
 		t.Fatalf("the last workflow task ran on pid %d, neither worker", pid)
 	}
 	return last, other
+}
+
+// lastHeartbeat is when the server last heard a heartbeat of the pending activity of activityType (the
+// start of its attempt if none yet).
+func (r *fenceRig) lastHeartbeat(activityType string) time.Time {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := r.e.client.DescribeWorkflow(ctx, r.id, "")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	for _, pa := range d.RawResponse.GetPendingActivities() {
+		if pa.GetActivityType().GetName() == activityType {
+			if hb := pa.GetLastHeartbeatTime(); hb != nil {
+				return hb.AsTime()
+			}
+			return pa.GetLastStartedTime().AsTime()
+		}
+	}
+	r.t.Fatalf("no pending %s activity", activityType)
+	return time.Time{}
+}
+
+// wantHeartbeatTimeoutPassed requires that the heartbeat timeout (10 s) had passed since beat, the last
+// heartbeat of a cut-off worker's step: another worker may retry the step only then.
+func (r *fenceRig) wantHeartbeatTimeoutPassed(beat time.Time) {
+	r.t.Helper()
+	if since := time.Since(beat); since < 10*time.Second {
+		r.t.Errorf("the release moved on %s after the step's last heartbeat, before the 10 s heartbeat timeout could retry it", since)
+	}
 }
 
 // decisionWith is the message of the release's last decision that contains substr, or "".
