@@ -30,7 +30,8 @@ The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build cache (make tools) or 
 With --cluster it runs the production-shaped stack instead: PostgreSQL (Debian's server, as the user
 postgres when run as root), Temporal's schema set up by temporal-sql-tool, the Temporal server binary
 (` + devstack.TemporalServerVersion + `) and the namespace and search attributes created with the Temporal CLI; data under
---data-dir/cluster. It has no web UI (docker-compose.yml adds one). Binaries: make tools.`,
+--data-dir/cluster (run as root: ` + rootClusterDir + `/cluster unless --data-dir is given, as the user postgres
+cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binaries: make tools.`,
 		Example: `  shepherd dev
   shepherd dev --cluster   # PostgreSQL + the Temporal server instead of the dev server
   # in another terminal:
@@ -45,7 +46,7 @@ postgres when run as root), Temporal's schema set up by temporal-sql-tool, the T
 			}
 			defer sync()
 			if cluster {
-				return runCluster(ctx, g, logger, f, port, dataDir)
+				return runCluster(ctx, g, logger, f, port, dataDir, cmd.Flags().Changed("data-dir"))
 			}
 			fmt.Fprintf(g.stdout, "Starting Temporal dev server on 127.0.0.1:%d (data in %s) ...\n", port, dataDir)
 			srv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
@@ -74,9 +75,19 @@ postgres when run as root), Temporal's schema set up by temporal-sql-tool, the T
 	return cmd
 }
 
+// rootClusterDir is where `shepherd dev --cluster` run as root keeps its data by default.
+const rootClusterDir = "/var/tmp/shepherd-dev"
+
 // runCluster is `shepherd dev --cluster`: the production-shaped stack and a worker on it.
-func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerFlags, port int, dataDir string) error {
+func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerFlags, port int, dataDir string, dataDirSet bool) error {
+	if os.Geteuid() == 0 && !dataDirSet {
+		// PostgreSQL runs as the user postgres, who cannot enter root's home directory (0700).
+		dataDir = rootClusterDir
+	}
 	dir := filepath.Join(dataDir, "cluster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	fmt.Fprintf(g.stdout, "Starting PostgreSQL and the Temporal server %s on 127.0.0.1:%d (data in %s) ...\n",
 		devstack.TemporalServerVersion, port, dir)
 	c, err := devstack.StartCluster(ctx, devstack.ClusterOptions{Dir: dir, Port: port})
