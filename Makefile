@@ -5,13 +5,20 @@ SHELL := /bin/bash
 # Pinned tools, built once from the Go module proxy into a cache outside the clone.
 TEMPORAL_VERSION   := 1.5.1
 PROMETHEUS_VERSION := 0.316.0
+# The production-shaped stack (make cluster, make test-faults): the Temporal server and temporal-sql-tool
+# of the version the CLI's dev server embeds, and docker-compose.yml runs.
+TEMPORAL_SERVER_VERSION := 1.29.1
 CACHE_BIN ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/shepherd/bin
 TEMPORAL   := $(CACHE_BIN)/temporal
 PROMETHEUS := $(CACHE_BIN)/prometheus
 PROMTOOL   := $(CACHE_BIN)/promtool
+TEMPORAL_SERVER   := $(CACHE_BIN)/temporal-server
+TEMPORAL_SQL_TOOL := $(CACHE_BIN)/temporal-sql-tool
 export SHEPHERD_TEMPORAL   ?= $(TEMPORAL)
 export SHEPHERD_PROMETHEUS ?= $(PROMETHEUS)
 export SHEPHERD_PROMTOOL   ?= $(PROMTOOL)
+export SHEPHERD_TEMPORAL_SERVER   ?= $(TEMPORAL_SERVER)
+export SHEPHERD_TEMPORAL_SQL_TOOL ?= $(TEMPORAL_SQL_TOOL)
 
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
@@ -32,10 +39,20 @@ test: tools ## run every test: unit, replay, and end-to-end on real Temporal and
 	go vet ./...
 	SHEPHERD_REQUIRE_E2E=1 go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: test-faults
+# The fault suite (e2e/faults_*_test.go, build tag faults): PostgreSQL, the real Temporal server and two
+# or more worker processes, with the server, the database, Prometheus, workers and targets failing.
+test-faults: tools ## run the fault suite on the production-shaped stack (PostgreSQL + Temporal server)
+	SHEPHERD_REQUIRE_E2E=1 go test -tags faults $(GO_TEST_FLAGS) -run '^TestFault' ./e2e/
+
 .PHONY: test-unit
 # Every package but e2e; -short skips the tests that start a Prometheus or Temporal server.
 test-unit: ## run the tests that need no server (fast)
 	go test -count=1 -short $$(go list ./... | grep -v '/e2e$$')
+
+.PHONY: cluster
+cluster: tools build ## run the production-shaped stack: PostgreSQL + Temporal server (:7233) + a worker; Ctrl-C stops it
+	bin/shepherd dev --cluster
 
 .PHONY: build
 build: ## build bin/shepherd and bin/demo-service
@@ -43,7 +60,7 @@ build: ## build bin/shepherd and bin/demo-service
 	go build -o bin/demo-service ./cmd/demo-service
 
 .PHONY: tools
-tools: $(TEMPORAL) $(PROMETHEUS) $(PROMTOOL) ## build the pinned Temporal CLI and Prometheus into the cache (once)
+tools: $(TEMPORAL) $(PROMETHEUS) $(PROMTOOL) $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) ## build the pinned Temporal CLI, server, sql tool and Prometheus into the cache (once)
 
 # A `temporal` on PATH is used when its version fits; otherwise it is built from the module proxy.
 $(TEMPORAL):
@@ -64,11 +81,19 @@ $(PROMTOOL):
 	@mkdir -p $(CACHE_BIN)
 	GOBIN=$(CACHE_BIN) go install github.com/prometheus/prometheus/cmd/promtool@v$(PROMETHEUS_VERSION)
 
+# go install names them server and sql; they are renamed as Temporal's images name them.
+$(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) &:
+	@mkdir -p $(CACHE_BIN)
+	@echo "building Temporal server and temporal-sql-tool v$(TEMPORAL_SERVER_VERSION) into $(CACHE_BIN) (a few minutes, once)"
+	tmp=$$(mktemp -d) && \
+	GOBIN=$$tmp go install go.temporal.io/server/cmd/server@v$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@v$(TEMPORAL_SERVER_VERSION) && \
+	mv $$tmp/server $(TEMPORAL_SERVER) && mv $$tmp/sql $(TEMPORAL_SQL_TOOL) && rmdir $$tmp
+
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && echo "gofmt: files above need formatting" && exit 1)
-	go vet ./...
-	go tool staticcheck ./...
+	go vet -tags faults ./...
+	go tool staticcheck -tags faults ./...
 
 .PHONY: histories
 histories: tools ## re-record the replay histories in testdata/histories from real runs

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 
 	"github.com/shepherd-release/shepherd/config"
+	"github.com/shepherd-release/shepherd/internal/devstack"
 	"github.com/shepherd-release/shepherd/internal/observe"
 	"github.com/shepherd-release/shepherd/worker"
 	"github.com/shepherd-release/shepherd/workflows"
@@ -374,5 +376,55 @@ func TestDockerfilePinned(t *testing.T) {
 	}
 	if froms < 2 {
 		t.Errorf("Dockerfile has %d FROM lines; want a multi-stage build", froms)
+	}
+}
+
+// TestComposeMatchesTestedStack: the compose stack runs the versions and settings of the stack the fault
+// suite runs (internal/devstack.Cluster): Temporal server, PostgreSQL major, history shards (fixed when
+// the schema is created, never changeable) and the dynamic config.
+func TestComposeMatchesTestedStack(t *testing.T) {
+	p := loadCompose(t)
+	tmp, err := p.GetService("temporal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "temporalio/auto-setup:" + devstack.TemporalServerVersion; tmp.Image != want {
+		t.Errorf("temporal image %s, want %s (the server the fault suite runs)", tmp.Image, want)
+	}
+	env := func(k string) string {
+		if v := tmp.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	if got := env("NUM_HISTORY_SHARDS"); got != strconv.Itoa(devstack.NumHistoryShards) {
+		t.Errorf("temporal NUM_HISTORY_SHARDS = %q, want %d", got, devstack.NumHistoryShards)
+	}
+	dc := env("DYNAMIC_CONFIG_FILE_PATH")
+	mounted := ""
+	for _, v := range tmp.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == "/etc/temporal/config/dynamicconfig" {
+			mounted = filepath.Join(v.Source, filepath.Base(dc))
+		}
+	}
+	if dc != "config/dynamicconfig/shepherd.yaml" || mounted == "" {
+		t.Fatalf("temporal DYNAMIC_CONFIG_FILE_PATH %q, mounted from %q; want config/dynamicconfig/shepherd.yaml from deploy/temporal/dynamicconfig", dc, mounted)
+	}
+	if b, err := os.ReadFile(mounted); err != nil || string(b) != devstack.DynamicConfig {
+		t.Errorf("%s differs from devstack.DynamicConfig (err %v): regenerate it from the constant", mounted, err)
+	}
+	pg, err := p.GetService("postgresql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, tag, _ := strings.Cut(pg.Image, ":"); !strings.HasPrefix(tag, strconv.Itoa(devstack.PostgresMajor)+".") {
+		t.Errorf("postgresql image %s, want PostgreSQL %d", pg.Image, devstack.PostgresMajor)
+	}
+	sa, err := p.GetService("search-attributes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(sa.Image, ":"+devstack.TemporalServerVersion+"-") {
+		t.Errorf("search-attributes image %s is not the admin-tools of server %s", sa.Image, devstack.TemporalServerVersion)
 	}
 }

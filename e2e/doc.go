@@ -13,4 +13,10 @@
 //
 // Without the Temporal CLI binary (`make tools` builds it) the tests skip, or fail when
 // SHEPHERD_REQUIRE_E2E=1.
+//
+// The fault suite (faults_*_test.go, build tag faults; `make test-faults`) runs on the production-shaped
+// stack instead: PostgreSQL, the Temporal server binary and two worker processes per test, with the
+// server, the database, Prometheus, workers and targets failing:
+//
+//	SHEPHERD_REQUIRE_E2E=1 go test -tags faults -run '^TestFault' ./e2e/ -count=1
 package e2e

@@ -150,9 +150,14 @@ type fenceRig struct {
 
 func newFenceRig(t *testing.T, svc string) *fenceRig {
 	t.Helper()
-	e := newEnv(t, svc)
+	return newFenceRigOn(t, newEnv(t, svc), svc)
+}
+
+// newFenceRigOn builds the rig in the test environment e (whose namespace is svc).
+func newFenceRigOn(t *testing.T, e *tenv, svc string) *fenceRig {
+	t.Helper()
 	r := &fenceRig{t: t, e: e, svc: svc, id: spec.WorkflowID(svc, envName)}
-	r.admin = &local.Target{Controller: runFleetController(t, demoServiceBinary(t))}
+	r.admin = &local.Target{Controller: runFleetController(t, demoServiceBinary(t, e.dir))}
 	r.proxy = newHoldingProxy(t, r.admin.Controller)
 	e.provide("targets", "fleet", map[string]any{"type": "local", "controller": r.proxy.url})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -176,6 +181,15 @@ func (r *fenceRig) start(stages ...spec.Stage) {
 // killRunner SIGKILLs the worker running the pending activity of activityType (from its last worker
 // identity, "<pid>@<host>@") and returns it and the other worker.
 func (r *fenceRig) killRunner(activityType string) (victim, survivor *workerProc) {
+	r.t.Helper()
+	victim, survivor = r.runner(activityType)
+	victim.kill(r.t)
+	r.t.Logf("killed worker %d while it ran %s; worker %d remains", victim.pid(), activityType, survivor.pid())
+	return victim, survivor
+}
+
+// runner finds the worker running the pending activity of activityType and returns it and the other.
+func (r *fenceRig) runner(activityType string) (victim, survivor *workerProc) {
 	t := r.t
 	t.Helper()
 	var pid int
@@ -205,8 +219,6 @@ func (r *fenceRig) killRunner(activityType string) (victim, survivor *workerProc
 	if victim == nil {
 		t.Fatalf("%s runs on pid %d, which is neither worker (%d, %d)", activityType, pid, r.workers[0].pid(), r.workers[1].pid())
 	}
-	victim.kill(t)
-	t.Logf("killed worker %d while it ran %s; worker %d remains", victim.pid(), activityType, survivor.pid())
 	return victim, survivor
 }
 
@@ -357,12 +369,11 @@ var (
 	demoServiceErr  error
 )
 
-// demoServiceBinary builds cmd/demo-service once per run, into the shared stack's directory.
-func demoServiceBinary(t *testing.T) string {
+// demoServiceBinary builds cmd/demo-service once per run, into dir (a stack's directory).
+func demoServiceBinary(t *testing.T, dir string) string {
 	t.Helper()
-	s := sharedStack(t)
 	demoServiceOnce.Do(func() {
-		demoService = filepath.Join(s.dir, "demo-service")
+		demoService = filepath.Join(dir, "demo-service")
 		demoServiceErr = testenv.GoBuild(demoService, testenv.Module+"/cmd/demo-service")
 	})
 	if demoServiceErr != nil {

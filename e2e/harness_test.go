@@ -64,6 +64,13 @@ var (
 // namespace, waits until it polls, and stops it when the test ends, printing the tail of its log if the
 // test failed.
 func (e *tenv) startWorker(stateDir string) *workerProc {
+	e.t.Helper()
+	return e.startWorkerWith(stateDir, nil, nil)
+}
+
+// startWorkerWith is startWorker with the command run under wrap (e.g. ip netns exec NAME, which execs
+// it: the process ID stays the worker's) and extra environment variables (later ones win).
+func (e *tenv) startWorkerWith(stateDir string, wrap, env []string) *workerProc {
 	t := e.t
 	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "worker-*.log")
@@ -83,9 +90,10 @@ func (e *tenv) startWorker(stateDir string) *workerProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.cmd = exec.Command(e.shepherd, "worker", "--config", cfgFile, "--log-format", "console", "--state-dir", stateDir,
+	args := append(slices.Clone(wrap), e.shepherd, "worker", "--config", cfgFile, "--log-format", "console", "--state-dir", stateDir,
 		"--report-dir", filepath.Join(stateDir, "reports"), "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
-	w.cmd.Env = e.childEnv()
+	w.cmd = exec.Command(args[0], args[1:]...)
+	w.cmd.Env = e.childEnv(env...)
 	w.cmd.Stdout, w.cmd.Stderr = f, f
 	// Its own process group; and killed with the test binary, so no worker outlives a crashed test run.
 	w.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

@@ -44,6 +44,9 @@ type stack struct {
 	// addr is the dev server's frontend address.
 	addr   string
 	server *devstack.Temporal
+	// cluster, for the fault suite's stack (faults_harness_test.go), is PostgreSQL and the Temporal
+	// server; server is nil then.
+	cluster *devstack.Cluster
 	// admin is a client of the default namespace, used to create each test's namespace.
 	admin client.Client
 	// configFile is an empty TOML file given as TEMPORAL_CONFIG_FILE to every child process, so a
@@ -58,6 +61,8 @@ type stack struct {
 var (
 	setupOnce sync.Once
 	shared    *stack
+	// atExit runs after every test, before TestMain exits (the fault suite stops its cluster there).
+	atExit []func(failed bool)
 )
 
 func TestMain(m *testing.M) {
@@ -79,6 +84,9 @@ func TestMain(m *testing.M) {
 		shared.close()
 	}
 	stopAllWorkers()
+	for _, f := range atExit {
+		f(code != 0)
+	}
 	os.Exit(code)
 }
 
@@ -119,10 +127,20 @@ type tenv struct {
 // (as `temporal operator namespace create` and `temporal operator search-attribute create` would).
 func newEnv(t *testing.T, ns string) *tenv {
 	t.Helper()
-	s := sharedStack(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return sharedStack(t).env(t, ns)
+}
+
+// env gives the test the namespace ns on this stack; see newEnv.
+func (s *stack) env(t *testing.T, ns string) *tenv {
+	t.Helper()
+	// A real server takes a new namespace into use at its namespace cache refresh (about 10 s).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.createNamespace(ctx, ns); err != nil {
+	create := s.createNamespace
+	if s.cluster != nil {
+		create = s.cluster.CreateNamespace // the Temporal CLI, as an operator does
+	}
+	if err := create(ctx, ns); err != nil {
 		t.Fatalf("creating namespace %s: %v", ns, err)
 	}
 	c, err := client.DialContext(ctx, client.Options{HostPort: s.addr, Namespace: ns, Logger: quietLogger()})

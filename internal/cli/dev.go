@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/internal/devstack"
@@ -19,6 +21,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var f workerFlags
 	var port, uiPort int
 	var dataDir, temporalBin string
+	var cluster bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local stack: Temporal dev server + web UI + a Shepherd worker",
@@ -26,8 +29,15 @@ func newDevCmd(g *globals) *cobra.Command {
 with every Shepherd search attribute registered, and a worker connected to it. Ctrl-C stops both.
 The worker's configuration is --config (or $SHEPHERD_CONFIG), by default the example configuration
 examples/shepherd.yaml (built into the binary). The Temporal CLI comes from $SHEPHERD_TEMPORAL, the build
-cache (make tools) or PATH.`,
+cache (make tools) or PATH.
+
+With --cluster it runs the production-shaped stack instead: PostgreSQL (Debian's server, as the user
+postgres when run as root), Temporal's schema set up by temporal-sql-tool, the Temporal server binary
+(` + devstack.TemporalServerVersion + `) and the namespace and search attributes created with the Temporal CLI; data under
+--data-dir/cluster (run as root: ` + rootClusterDir + `/cluster unless --data-dir is given, as the user postgres
+cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binaries: make tools.`,
 		Example: `  shepherd dev --config examples/shepherd.yaml
+  shepherd dev --cluster   # PostgreSQL + the Temporal server instead of the dev server
   # in another terminal:
   shepherd start -f examples/release-exec.yaml --wait`,
 		Args: cobra.NoArgs,
@@ -48,6 +58,9 @@ cache (make tools) or PATH.`,
 				f.config = path
 			}
 			fmt.Fprintf(g.stdout, "Worker configuration: %s\n", f.config)
+			if cluster {
+				return runCluster(ctx, g, logger, f, port, dataDir, cmd.Flags().Changed("data-dir"))
+			}
 			fmt.Fprintf(g.stdout, "Starting Temporal dev server on 127.0.0.1:%d (data in %s) ...\n", port, dataDir)
 			srv, err := devstack.StartTemporal(ctx, devstack.TemporalOptions{
 				Binary: temporalBin, Port: port, UIPort: uiPort,
@@ -71,6 +84,7 @@ cache (make tools) or PATH.`,
 	cmd.Flags().IntVar(&uiPort, "ui-port", 8233, "Temporal web UI port")
 	cmd.Flags().StringVar(&dataDir, "data-dir", filepath.Join(worker.DefaultStateDir(), "dev"), "where the dev server keeps its SQLite file and log")
 	cmd.Flags().StringVar(&temporalBin, "temporal", "", "Temporal CLI binary (default: $SHEPHERD_TEMPORAL, the build cache, PATH)")
+	cmd.Flags().BoolVar(&cluster, "cluster", false, "run PostgreSQL and the Temporal server binary instead of the dev server")
 	return cmd
 }
 
@@ -85,4 +99,35 @@ func writeExampleConfig(dir string) (string, error) {
 	}
 	path := filepath.Join(dir, examples.WorkerConfig)
 	return path, os.WriteFile(path, data, 0o600)
+}
+
+// rootClusterDir is where `shepherd dev --cluster` run as root keeps its data by default.
+const rootClusterDir = "/var/tmp/shepherd-dev"
+
+// runCluster is `shepherd dev --cluster`: the production-shaped stack and a worker on it.
+func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerFlags, port int, dataDir string, dataDirSet bool) error {
+	if os.Geteuid() == 0 && !dataDirSet {
+		// PostgreSQL runs as the user postgres, who cannot enter root's home directory (0700).
+		dataDir = rootClusterDir
+	}
+	dir := filepath.Join(dataDir, "cluster")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "Starting PostgreSQL and the Temporal server %s on 127.0.0.1:%d (data in %s) ...\n",
+		devstack.TemporalServerVersion, port, dir)
+	c, err := devstack.StartCluster(ctx, devstack.ClusterOptions{Dir: dir, Port: port})
+	if err != nil {
+		return withHint(ExitError, err, "`make tools` builds the Temporal server and temporal-sql-tool; is another server on the port?")
+	}
+	defer c.Stop()
+	os.Setenv("TEMPORAL_ADDRESS", c.Address)
+	return runWorker(ctx, logger, f, func() {
+		fmt.Fprintf(g.stdout, "\nShepherd on a Temporal cluster is up.\n  Temporal:  %s (namespace %s; server metrics %s)\n"+
+			"  Logs:      %s, %s\n"+
+			"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f examples/release-exec.yaml --wait\n"+
+			"  More workers:     TEMPORAL_ADDRESS=%s shepherd worker --state-dir DIR2 --metrics-addr 127.0.0.1:9465\n"+
+			"Ctrl-C stops the worker, the server and PostgreSQL.\n",
+			c.Address, c.Namespace, c.MetricsURL, c.ServerLog, c.PostgresLog, c.Address, c.Address)
+	})
 }
