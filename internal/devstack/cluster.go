@@ -22,7 +22,6 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/shepherd-release/shepherd/worker"
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
@@ -178,8 +177,8 @@ type clusterPorts struct {
 
 // StartCluster starts PostgreSQL (initialising its data directory and Temporal's schema on first use),
 // the Temporal server, and creates the namespace and the release search attributes with the Temporal
-// CLI, as an operator would. It returns once a worker could start on the namespace (worker.CheckNamespace
-// passes). Stop ends every process it started.
+// CLI, as an operator would. It returns once releases can start on the namespace (a query over every
+// release search attribute succeeds). Stop ends every process it started.
 func StartCluster(ctx context.Context, o ClusterOptions) (*Cluster, error) {
 	if o.Binaries == (ClusterBinaries{}) {
 		b, err := FindClusterBinaries()
@@ -462,10 +461,8 @@ func (c *Cluster) CreateNamespace(ctx context.Context, ns string) error {
 	}
 	query := strings.Join(terms, " AND ")
 	for {
-		err := worker.CheckNamespace(dctx, cl, ns)
-		if err == nil {
-			_, err = cl.ListWorkflow(dctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, Query: query, PageSize: 1})
-		}
+		// A query over every attribute fails until the namespace has them all and the frontend knows them.
+		_, err := cl.ListWorkflow(dctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns, Query: query, PageSize: 1})
 		if err == nil {
 			return nil
 		}
