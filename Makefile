@@ -8,6 +8,9 @@ PROMETHEUS_VERSION := 0.316.0
 # The production-shaped stack (make cluster, make test-faults): the Temporal server and temporal-sql-tool
 # of the version the CLI's dev server embeds, and docker-compose.yml runs.
 TEMPORAL_SERVER_VERSION := 1.29.1
+# The Kubernetes control plane the kubernetes target is tested on (scripts/kube-tools.sh has the others:
+# etcd, kwok, Gateway API CRDs).
+KUBE_VERSION       := 1.37.2
 CACHE_BIN ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/shepherd/bin
 TEMPORAL   := $(CACHE_BIN)/temporal
 PROMETHEUS := $(CACHE_BIN)/prometheus
@@ -19,6 +22,8 @@ export SHEPHERD_PROMETHEUS ?= $(PROMETHEUS)
 export SHEPHERD_PROMTOOL   ?= $(PROMTOOL)
 export SHEPHERD_TEMPORAL_SERVER   ?= $(TEMPORAL_SERVER)
 export SHEPHERD_TEMPORAL_SQL_TOOL ?= $(TEMPORAL_SQL_TOOL)
+export SHEPHERD_KUBE_BIN   ?= $(CACHE_BIN)
+KUBE_TOOLS := $(CACHE_BIN)/kube-tools-$(KUBE_VERSION).stamp
 
 GO_TEST_FLAGS ?= -count=1 -timeout 40m
 
@@ -35,7 +40,7 @@ dev: tools build ## run a local stack: Temporal dev server + web UI (:8233) + a 
 	bin/shepherd dev --config examples/shepherd.yaml
 
 .PHONY: test
-test: tools ## run every test: unit, replay, and end-to-end on real Temporal and Prometheus
+test: tools ## run every test: unit, replay, and end-to-end on real Temporal, Prometheus and Kubernetes
 	go vet ./...
 	SHEPHERD_REQUIRE_E2E=1 go test $(GO_TEST_FLAGS) ./...
 
@@ -60,7 +65,7 @@ build: ## build bin/shepherd and bin/demo-service
 	go build -o bin/demo-service ./cmd/demo-service
 
 .PHONY: tools
-tools: $(TEMPORAL) $(PROMETHEUS) $(PROMTOOL) $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) ## build the pinned Temporal CLI, server, sql tool and Prometheus into the cache (once)
+tools: $(TEMPORAL) $(PROMETHEUS) $(PROMTOOL) $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) $(KUBE_TOOLS) ## build the pinned Temporal CLI, server, sql tool, Prometheus and a Kubernetes control plane into the cache (once)
 
 # A `temporal` on PATH is used when its version fits; otherwise it is built from the module proxy.
 $(TEMPORAL):
@@ -88,6 +93,13 @@ $(TEMPORAL_SERVER) $(TEMPORAL_SQL_TOOL) &:
 	tmp=$$(mktemp -d) && \
 	GOBIN=$$tmp go install go.temporal.io/server/cmd/server@v$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@v$(TEMPORAL_SERVER_VERSION) && \
 	mv $$tmp/server $(TEMPORAL_SERVER) && mv $$tmp/sql $(TEMPORAL_SQL_TOOL) && rmdir $$tmp
+
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, kwok's stages and the Gateway API
+# CRDs, built from throw-away modules in a temporary directory (nothing fetched enters the clone).
+$(KUBE_TOOLS):
+	@echo "building the Kubernetes control plane v$(KUBE_VERSION) into $(CACHE_BIN) (10-25 minutes on 2 cores, once)"
+	KUBE_VERSION=$(KUBE_VERSION) scripts/kube-tools.sh $(CACHE_BIN)
+	@touch $@
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

@@ -12,6 +12,7 @@ import (
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/providers/exec"
 	"github.com/shepherd-release/shepherd/providers/flags"
+	"github.com/shepherd-release/shepherd/providers/kubernetes"
 	"github.com/shepherd-release/shepherd/providers/local"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/providers/precheck"
@@ -26,6 +27,8 @@ var (
 	targetTypes = factories[providers.Target]{
 		"exec":  build[providers.Target](exec.New),
 		"local": build[providers.Target](local.New),
+		// Releases a Deployment beside a canary: docs/targets.md.
+		"kubernetes": build[providers.Target](kubernetes.New),
 	}
 	metricTypes = factories[providers.Metrics]{
 		"prometheus": build[providers.Metrics](prometheus.New),
