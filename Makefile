@@ -39,6 +39,10 @@ demo: tools build ## run the demo: a good release promoted and a bad one rolled 
 dev: tools build ## run a local stack: Temporal dev server + web UI (:8233) + a worker; Ctrl-C stops it
 	bin/shepherd dev --config examples/shepherd.yaml
 
+.PHONY: dev-kube
+dev-kube: tools build ## make dev plus a local Kubernetes control plane and a Deployment to release on it
+	bin/shepherd dev --kube
+
 .PHONY: test
 test: tools ## run every test: unit, replay, and end-to-end on real Temporal, Prometheus and Kubernetes
 	go vet ./...

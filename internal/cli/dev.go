@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	sdklog "go.temporal.io/sdk/log"
+	"sigs.k8s.io/yaml"
 
 	"github.com/shepherd-release/shepherd/examples"
 	"github.com/shepherd-release/shepherd/internal/devstack"
@@ -21,7 +23,7 @@ func newDevCmd(g *globals) *cobra.Command {
 	var f workerFlags
 	var port, uiPort int
 	var dataDir, temporalBin string
-	var cluster bool
+	var cluster, kube bool
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a local stack: Temporal dev server + web UI + a Shepherd worker",
@@ -35,9 +37,16 @@ With --cluster it runs the production-shaped stack instead: PostgreSQL (Debian's
 postgres when run as root), Temporal's schema set up by temporal-sql-tool, the Temporal server binary
 (` + devstack.TemporalServerVersion + `) and the namespace and search attributes created with the Temporal CLI; data under
 --data-dir/cluster (run as root: ` + rootClusterDir + `/cluster unless --data-dir is given, as the user postgres
-cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binaries: make tools.`,
+cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binaries: make tools.
+
+With --kube it also starts a local Kubernetes control plane without containers (etcd, kube-apiserver,
+controller-manager, scheduler, kwok with one fake node, Gateway API CRDs; built by make tools), sets up
+namespace "shop" with a Deployment, Service and HTTPRoute "checkout" and the kubernetes target's Role,
+adds the target "checkout-kube" to the worker's configuration and writes a release spec naming it
+(docs/targets.md).`,
 		Example: `  shepherd dev --config examples/shepherd.yaml
   shepherd dev --cluster   # PostgreSQL + the Temporal server instead of the dev server
+  shepherd dev --kube      # also a Kubernetes control plane; prints the spec to start
   # in another terminal:
   shepherd start -f examples/release-exec.yaml --wait`,
 		Args: cobra.NoArgs,
@@ -72,10 +81,20 @@ cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binar
 			}
 			defer srv.Stop()
 			os.Setenv("TEMPORAL_ADDRESS", srv.Address)
+			example, kubeInfo := "examples/release-exec.yaml", ""
+			if kube {
+				k, spec, config, err := startDevKube(ctx, g, filepath.Join(dataDir, "kube"), f.config)
+				if err != nil {
+					return err
+				}
+				defer k.Stop()
+				example, f.config = spec, config
+				kubeInfo = fmt.Sprintf("  Kubernetes: %s (admin kubeconfig %s; namespace %s)\n", k.URL, k.AdminKubeconfig, devstack.KubeDemoNamespace)
+			}
 			return runWorker(ctx, logger, f, func() {
-				fmt.Fprintf(g.stdout, "\nShepherd dev stack is up.\n  Temporal:  %s\n  Web UI:    %s\n"+
-					"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f examples/release-exec.yaml --wait\n"+
-					"Ctrl-C stops the worker and the server.\n", srv.Address, srv.UIURL, srv.Address)
+				fmt.Fprintf(g.stdout, "\nShepherd dev stack is up.\n  Temporal:  %s\n  Web UI:    %s\n%s"+
+					"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f %s --wait\n"+
+					"Ctrl-C stops the worker and the server.\n", srv.Address, srv.UIURL, kubeInfo, srv.Address, example)
 			})
 		},
 	}
@@ -85,6 +104,7 @@ cannot enter root's home). It has no web UI (docker-compose.yml adds one). Binar
 	cmd.Flags().StringVar(&dataDir, "data-dir", filepath.Join(worker.DefaultStateDir(), "dev"), "where the dev server keeps its SQLite file and log")
 	cmd.Flags().StringVar(&temporalBin, "temporal", "", "Temporal CLI binary (default: $SHEPHERD_TEMPORAL, the build cache, PATH)")
 	cmd.Flags().BoolVar(&cluster, "cluster", false, "run PostgreSQL and the Temporal server binary instead of the dev server")
+	cmd.Flags().BoolVar(&kube, "kube", false, "also run a local Kubernetes control plane with a Deployment to release (make tools builds it)")
 	return cmd
 }
 
@@ -130,4 +150,53 @@ func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerF
 			"Ctrl-C stops the worker, the server and PostgreSQL.\n",
 			c.Address, c.Namespace, c.MetricsURL, c.ServerLog, c.PostgresLog, c.Address, c.Address)
 	})
+}
+
+// startDevKube starts a fresh control plane in dir, sets up the demo namespace in it, and writes a worker
+// configuration (configPath's, plus the target "checkout-kube") and a release spec naming that target.
+func startDevKube(ctx context.Context, g *globals, dir, configPath string) (k *devstack.Kube, spec, config string, err error) {
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, "", "", err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", "", err
+	}
+	fmt.Fprintf(g.stdout, "Starting a Kubernetes control plane (state and logs in %s) ...\n", dir)
+	k, err = devstack.StartKube(ctx, devstack.KubeOptions{Dir: dir, Users: []string{"shepherd"}})
+	if err != nil {
+		return nil, "", "", withHint(ExitError, err, "`make tools` builds the control plane")
+	}
+	defer func() {
+		if err != nil {
+			k.Stop()
+		}
+	}()
+	target, err := devstack.SeedKubeDemo(ctx, k, dir)
+	if err != nil {
+		return nil, "", "", err
+	}
+	base, err := os.ReadFile(configPath)
+	if err != nil {
+		return nil, "", "", err
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(base, &doc); err != nil {
+		return nil, "", "", fmt.Errorf("%s: %w", configPath, err)
+	}
+	targets, _ := doc["targets"].(map[string]any)
+	if targets == nil {
+		targets = map[string]any{}
+	}
+	targets[devstack.KubeDemoTarget] = target
+	doc["targets"] = targets
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, "", "", err
+	}
+	config = filepath.Join(dir, "shepherd.json")
+	if err := os.WriteFile(config, out, 0o600); err != nil {
+		return nil, "", "", err
+	}
+	spec = filepath.Join(dir, "release-kubernetes.yaml")
+	return k, spec, config, os.WriteFile(spec, []byte(devstack.KubeDemoSpec), 0o644)
 }

@@ -1,8 +1,11 @@
 package devstack
 
 import (
+	"path/filepath"
+
 	"context"
 	"fmt"
+	"k8s.io/client-go/tools/clientcmd"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -108,6 +111,58 @@ func CreateRoute(ctx context.Context, gw gateway.Interface, ns, name, backend st
 		return fmt.Errorf("httproute %s: %w", name, err)
 	}
 	return nil
+}
+
+// The demo of `shepherd dev --kube`: the namespace it sets up, the worker's target for it, and a release.
+const (
+	KubeDemoNamespace = "shop"
+	KubeDemoTarget    = "checkout-kube"
+	KubeDemoSpec      = `# A release of shop/checkout on the local control plane of "shepherd dev --kube" (docs/targets.md).
+service: checkout
+environment: dev          # examples/shepherd.yaml accepts unsigned approvals in dev
+version: v2
+previousVersion: v1
+target: checkout-kube
+stages:
+  - {percent: 25, soak: 30s}
+  - {percent: 50, soak: 30s, approval: true}
+  - {percent: 100, soak: 30s}
+analysis: {disabled: true}   # the fake node's pods run no containers: nothing to measure
+`
+)
+
+// SeedKubeDemo sets up KubeDemoNamespace in k (a Deployment, Service and HTTPRoute "checkout", and the
+// kubernetes target's Role bound to the user "shepherd") and returns the worker-configuration settings of
+// a kubernetes target releasing it, with that user's kubeconfig written into dir.
+func SeedKubeDemo(ctx context.Context, k *Kube, dir string) (map[string]any, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", k.AdminKubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	gw, err := gateway.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	cfg := kubetarget.Config{Traffic: kubetarget.Traffic{Mode: kubetarget.ModeGateway}}
+	if err := CreateKubeApp(ctx, cs, gw, KubeApp{Namespace: KubeDemoNamespace, Replicas: 3, Route: true, User: "shepherd",
+		Rules: PolicyRules(cfg.Permissions())}); err != nil {
+		return nil, err
+	}
+	kubeconfig := filepath.Join(dir, "shepherd.kubeconfig")
+	if err := k.Kubeconfig(kubeconfig, "shepherd"); err != nil {
+		return nil, err
+	}
+	return map[string]any{
+		"type": "kubernetes", "kubeconfig": kubeconfig, "namespace": KubeDemoNamespace, "deployment": "checkout",
+		"images":       map[string]string{"app": "registry.example.com/checkout:{{.Version}}"},
+		"canaryLabels": map[string]string{"track": "canary"},
+		"traffic": map[string]any{"mode": "gateway",
+			"gateway": map[string]any{"httpRoute": "checkout", "stableService": "checkout", "port": 80}},
+	}, nil
 }
 
 // PolicyRules turns the target's permissions into Role rules, one per resource.
