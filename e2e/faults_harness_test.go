@@ -21,7 +21,6 @@ import (
 
 	"github.com/shepherd-release/shepherd/fleet"
 	"github.com/shepherd-release/shepherd/internal/devstack"
-	"github.com/shepherd-release/shepherd/spec"
 )
 
 // The fault suite's stack: the production-shaped cluster (devstack.Cluster: PostgreSQL, the schema by
@@ -163,8 +162,8 @@ func (w *workerProc) alive() bool {
 // ---------------------------------------------------------------------------------------------------
 // A target that flaps or goes away
 
-// gate sits between the workers and the target (the rig's holding proxy). It forwards requests, except
-// that a rule can fail chosen writes, as a flapping target does.
+// gate sits between the rig's holding proxy (the workers' target "fleet") and the fleet controller. It
+// forwards requests, except that a rule can fail chosen writes, as a flapping target does.
 type gate struct {
 	t        *testing.T
 	addr     string
@@ -191,10 +190,11 @@ const (
 	failAfter
 )
 
-// newGate puts a gate in front of the rig's target and points the rig's spec at it.
+// newGate puts a gate in front of the rig's fleet controller: the rig's holding proxy, which the
+// workers' target "fleet" names (their configuration is fixed once they run), forwards to the gate.
 func newGate(t *testing.T, r *fenceRig) *gate {
 	t.Helper()
-	g := &gate{t: t, upstream: r.target.Local.Controller, client: &http.Client{Timeout: time.Minute}, counts: map[string]int{}}
+	g := &gate{t: t, upstream: r.proxy.upstreamURL(), client: &http.Client{Timeout: time.Minute}, counts: map[string]int{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -202,7 +202,7 @@ func newGate(t *testing.T, r *fenceRig) *gate {
 	g.addr = ln.Addr().String()
 	g.serve(ln)
 	t.Cleanup(g.down)
-	r.target = spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: "http://" + g.addr}}
+	r.proxy.setUpstream("http://" + g.addr)
 	return g
 }
 

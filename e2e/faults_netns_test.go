@@ -49,12 +49,13 @@ func TestFaultWorkerPartitionedMidStep(t *testing.T) {
 	}
 	e := sharedCluster(t).env(t, svc)
 	r := &fenceRig{t: t, e: e, svc: svc, id: spec.WorkflowID(svc, envName)}
-	r.admin = runFleetController(t, demoServiceBinary(t, e.dir))
-	r.proxy = newHoldingProxy(t, r.admin.Local.Controller)
-	if err := (&local.Target{}).Bootstrap(t.Context(), r.admin, svc, "v1"); err != nil {
+	r.admin = &local.Target{Controller: runFleetController(t, demoServiceBinary(t, e.dir))}
+	r.proxy = newHoldingProxy(t, r.admin.Controller)
+	if err := r.admin.Bootstrap(t.Context(), svc, "v1"); err != nil {
 		t.Fatalf("bootstrapping %s v1 on the fleet: %v", svc, err)
 	}
-	// Two hosts; the relayed ports are the same in both, so one spec and one TEMPORAL_ADDRESS serve both.
+	// Two hosts; the relayed ports are the same in both, so one worker configuration (its target "fleet"
+	// at the relayed port, declared before the workers start) and one TEMPORAL_ADDRESS serve both.
 	hosts := []*netnsHost{newNetnsHost(t, "a"), newNetnsHost(t, "b")}
 	proxyAddr := strings.TrimPrefix(r.proxy.url, "http://")
 	temporalPort, targetPort := 0, 0
@@ -62,7 +63,7 @@ func TestFaultWorkerPartitionedMidStep(t *testing.T) {
 		temporalPort = h.relay(t, temporalPort, e.addr)
 		targetPort = h.relay(t, targetPort, proxyAddr)
 	}
-	r.target = spec.Target{Type: spec.TargetLocal, Local: &spec.LocalTarget{Controller: "http://127.0.0.1:" + strconv.Itoa(targetPort)}}
+	e.provide("targets", "fleet", map[string]any{"type": "local", "controller": "http://127.0.0.1:" + strconv.Itoa(targetPort)})
 	for _, h := range hosts {
 		w := e.startWorkerWith(t.TempDir(), []string{"ip", "netns", "exec", h.name},
 			[]string{"TEMPORAL_ADDRESS=127.0.0.1:" + strconv.Itoa(temporalPort)})

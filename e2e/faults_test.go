@@ -135,7 +135,7 @@ func TestFaultPostgresRestartMidRelease(t *testing.T) {
 func TestFaultPrometheusDown(t *testing.T) {
 	const svc = "fault-prometheus"
 	t.Parallel()
-	rig := newClusterRig(t, svc)
+	e := sharedCluster(t).env(t, svc)
 	bin, err := devstack.FindPrometheus()
 	if err != nil {
 		t.Fatal(err)
@@ -148,10 +148,14 @@ func TestFaultPrometheusDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { prom.Stop() })
+	// The workers' metrics source "prom", declared before the rig starts them; Prometheus comes back on
+	// the same port, so the address holds throughout.
+	e.provide("metrics", "prom", map[string]any{"type": "prometheus", "address": prom.URL})
+	rig := newFenceRigOn(t, e, svc)
 	limit := 0.01
-	rel := spec.Release{Service: svc, Version: "v2", PreviousVersion: "v1", Target: rig.target,
+	rel := spec.Release{Service: svc, Version: "v2", PreviousVersion: "v1", Target: "fleet",
 		Stages: []spec.Stage{stage(50, 8*time.Second), stage(100, 2*time.Second)},
-		Analysis: spec.Analysis{Interval: spec.Duration(time.Second), InconclusiveLimit: 3, Prometheus: &spec.Prometheus{Address: prom.URL},
+		Analysis: spec.Analysis{Interval: spec.Duration(time.Second), InconclusiveLimit: 3, Source: "prom",
 			Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}}}}
 	wantExit(t, rig.e.shepherdCLI("start", "-f", writeJSON(t, "release.json", rel)), cli.ExitOK)
 	rig.e.waitStatus(svc, "soaking stage 1 at 50%", atStage(record.PhaseProgressing, 1, 50))
@@ -372,15 +376,20 @@ func TestFaultTargetDownForGood(t *testing.T) {
 	t.Parallel()
 	e := sharedCluster(t).env(t, svc)
 	id := spec.WorkflowID(svc, envName)
+	dir := t.TempDir()
+	log, down := filepath.Join(dir, "release.log"), filepath.Join(dir, "down")
+	// The workers' exec target "e2e", every command of which fails while the file down exists; declared
+	// before the workers start.
+	e.provide("targets", e2eTarget, execTarget(log))
+	gone := "if [ -f " + shellQuote(down) + " ]; then echo 'connect: connection refused' >&2; exit 1; fi; "
+	x := e.target()
+	for _, step := range []string{"deploy", "health", "traffic", "promote", "rollback"} {
+		x[step] = gone + x[step].(string)
+	}
 	e.startWorker(t.TempDir())
 	e.startWorker(t.TempDir())
 	e.terminateOnCleanup(t, id)
-	dir := t.TempDir()
-	log, down := filepath.Join(dir, "release.log"), filepath.Join(dir, "down")
-	r := execRelease(svc, log, stage(25, 10*time.Second), stage(100, time.Second))
-	gone := "if [ -f " + shellQuote(down) + " ]; then echo 'connect: connection refused' >&2; exit 1; fi; "
-	x := r.Target.Exec
-	x.Deploy, x.Health, x.Traffic, x.Promote, x.Rollback = gone+x.Deploy, gone+x.Health, gone+x.Traffic, gone+x.Promote, gone+x.Rollback
+	r := execRelease(svc, stage(25, 10*time.Second), stage(100, time.Second))
 	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", r)), cli.ExitOK)
 	e.waitStatus(svc, "soaking stage 1 at 25%", atStage(record.PhaseProgressing, 1, 25))
 	if err := os.WriteFile(down, nil, 0o644); err != nil {

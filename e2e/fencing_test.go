@@ -457,16 +457,17 @@ func (w proxiedWrite) String() string {
 // matches: that one it keeps until the test calls deliver, and then sends it whether or not its sender is
 // still alive — as a stalled connection or a queueing proxy would.
 type holdingProxy struct {
-	url      string
-	upstream string
-	client   *http.Client
+	url    string
+	client *http.Client
 
-	mu      sync.Mutex
-	hold    func(proxiedWrite) bool
-	log     []proxiedWrite
-	held    chan proxiedWrite
-	release chan bool // true: deliver; false: drop (test cleanup)
-	late    chan proxiedWrite
+	mu sync.Mutex
+	// upstream is where requests go: the controller, or a fault-injecting hop in front of it (setUpstream).
+	upstream string
+	hold     func(proxiedWrite) bool
+	log      []proxiedWrite
+	held     chan proxiedWrite
+	release  chan bool // true: deliver; false: drop (test cleanup)
+	late     chan proxiedWrite
 }
 
 func newHoldingProxy(t *testing.T, upstream string) *holdingProxy {
@@ -482,6 +483,20 @@ func newHoldingProxy(t *testing.T, upstream string) *holdingProxy {
 		}
 	})
 	return p
+}
+
+// setUpstream sends every request from now on to upstream (a base URL) instead.
+func (p *holdingProxy) setUpstream(upstream string) {
+	p.mu.Lock()
+	p.upstream = strings.TrimRight(upstream, "/")
+	p.mu.Unlock()
+}
+
+// upstreamURL is where the proxy sends requests now.
+func (p *holdingProxy) upstreamURL() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.upstream
 }
 
 // holdFirst makes the proxy hold the first write that match accepts.
@@ -559,7 +574,7 @@ func (p *holdingProxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		}
 		ctx = context.Background() // its sender may be dead by now; it is delivered all the same
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, p.upstream+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, p.upstreamURL()+r.URL.RequestURI(), bytes.NewReader(body))
 	if err == nil {
 		req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 		var resp *http.Response
