@@ -245,3 +245,28 @@ func TestRollbackStuckRetryAndAcknowledgeWithTemporalCLI(t *testing.T) {
 		t.Fatalf("after acknowledge: %s", describe(got))
 	}
 }
+
+// TestStartWarnsWhenNoWorkerPolls: a release started while no worker polls Shepherd's task queue says so
+// at once (it would otherwise sit waiting, and its status queries fail); with a worker there is no warning.
+func TestStartWarnsWhenNoWorkerPolls(t *testing.T) {
+	const svc = "e2e-no-worker"
+	t.Parallel()
+	e := newEnv(t, svc)
+	e.terminateOnCleanup(t, spec.WorkflowID(svc, envName))
+	e.provide("targets", e2eTarget, execTarget(filepath.Join(t.TempDir(), "release.log")))
+	f := writeJSON(t, "release.json", execRelease(svc, stage(100, time.Second)))
+	r := e.shepherdCLI("start", "-f", f)
+	wantExit(t, r, cli.ExitOK)
+	if !strings.Contains(r.stderr, `no worker polls task queue "shepherd"`) {
+		t.Errorf("no warning without a worker: %s", r)
+	}
+	e.startWorker(t.TempDir())
+	if res := e.waitResult(svc, 60*time.Second); res.Phase != record.PhaseSucceeded {
+		t.Fatalf("once a worker runs: %s", describe(res))
+	}
+	r = e.shepherdCLI("start", "-f", f)
+	wantExit(t, r, cli.ExitOK)
+	if strings.Contains(r.stderr, "no worker polls") {
+		t.Errorf("a warning although a worker polls: %s", r)
+	}
+}

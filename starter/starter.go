@@ -111,6 +111,16 @@ func Status(ctx context.Context, c client.Client, service, env, runID string) (r
 	return st, nil
 }
 
+// Pollers counts the workers polling Shepherd's task queue for workflow tasks now. With none, a started
+// release makes no progress (and status queries fail) until a worker starts.
+func Pollers(ctx context.Context, c client.Client) (int, error) {
+	resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return 0, fmt.Errorf("describing task queue %q: %w", workflows.TaskQueue, err)
+	}
+	return len(resp.GetPollers()), nil
+}
+
 // PendingClaim is the claim a person signs to approve (or resume) the release of service in env as it
 // is now, valid for validFor: the workflow, its current run, the gate (for resume, the paused stage) and
 // the action. It fails when there is nothing to approve or resume.

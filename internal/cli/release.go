@@ -146,6 +146,10 @@ unsigned start is refused).`,
 				fmt.Fprintf(g.stdout, "Started release of %s %s in %s\n  workflow: %s  run: %s\n  %s\n",
 					d.Service, d.Version, d.Environment, st.WorkflowID, st.RunID, uiLink(st.WorkflowID, st.RunID))
 			}
+			if n, err := starter.Pollers(ctx, c); err == nil && n == 0 {
+				fmt.Fprintf(g.stderr, "Warning: no worker polls task queue %q in this namespace: the release waits, "+
+					"and status queries fail, until one does. Start one: shepherd worker --config shepherd.yaml\n", workflows.TaskQueue)
+			}
 			if !wait {
 				if !g.json() {
 					fmt.Fprintf(g.stdout, "Follow it with: shepherd watch %s --env %s\n", d.Service, d.Environment)
