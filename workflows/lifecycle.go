@@ -107,7 +107,7 @@ func (r *release) awaitSignoff(ctx workflow.Context, c spec.Precheck) error {
 		return err
 	}
 	g := r.gate
-	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "sign-off %q given by %s as %s after %s", c.Name, g.who(), s.Role, elapsed(start, workflow.Now(ctx)))
+	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "sign-off %q given by %s as %s after %s", c.Name, g.who(), s.Role, human(elapsed(start, workflow.Now(ctx))))
 	d.Comment = g.comments()
 	r.setPhase(ctx, record.PhaseValidating, "sign-off %q done", c.Name)
 	return nil

@@ -60,7 +60,7 @@ func (r *release) detailsMarkdown() string {
 			if !s.Stage.SoakEndsAt.IsZero() {
 				state += ", soak ends " + s.Stage.SoakEndsAt.UTC().Format(time.TimeOnly) + " UTC"
 			} else if s.Stage.SoakRemaining > 0 && s.Phase == record.PhasePaused {
-				state += fmt.Sprintf(", %s of soak left", s.Stage.SoakRemaining)
+				state += fmt.Sprintf(", %s of soak left", human(s.Stage.SoakRemaining))
 			}
 		}
 		approval := ""

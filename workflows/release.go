@@ -407,6 +407,18 @@ func (r *release) data(percent int) spec.TemplateData {
 	}
 }
 
+// human rounds a duration for people to read: 8m20s, 4.2s, 120ms (not 8m20.753509527s).
+func human(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Second:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	default:
+		return d.Round(time.Millisecond)
+	}
+}
+
 // elapsed is the wall time between two workflow timestamps, never negative.
 func elapsed(from, to time.Time) time.Duration {
 	if to.Before(from) {

@@ -408,3 +408,14 @@ func TestMisspeltKeyFromARawStartIsRejected(t *testing.T) {
 	assert.Contains(t, appErr.Message(), `unknown key "soke"`)
 	assert.Empty(t, h.target.Calls())
 }
+
+func TestDurationsArePrintedForPeople(t *testing.T) {
+	for in, want := range map[time.Duration]string{
+		8*time.Minute + 20453509527*time.Nanosecond: "8m20s",
+		14968897892 * time.Nanosecond:               "15s",
+		4234 * time.Millisecond:                     "4.2s",
+		119892382 * time.Nanosecond:                 "120ms",
+	} {
+		assert.Equal(t, want, human(in).String(), "%s", in)
+	}
+}

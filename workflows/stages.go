@@ -102,7 +102,7 @@ func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	}
 	g := r.gate
 	r.status.Stage.Approved = true
-	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "stage %d approved by %s after %s", n, g.who(), elapsed(waitStart, workflow.Now(ctx)))
+	d := r.decide(ctx, record.KindApproval, strings.Join(g.principals(), ", "), "stage %d approved by %s after %s", n, g.who(), human(elapsed(waitStart, workflow.Now(ctx))))
 	d.Comment = g.comments()
 	return nil
 }
@@ -176,9 +176,9 @@ func (r *release) soak(ctx workflow.Context, st spec.Stage) error {
 
 func (r *release) soakTimerSummary(st spec.Stage, remaining, wait time.Duration) string {
 	if r.spec.Analysis.Disabled {
-		return fmt.Sprintf("Soak %d%% for %s", st.Percent, remaining)
+		return fmt.Sprintf("Soak %d%% for %s", st.Percent, human(remaining))
 	}
-	return fmt.Sprintf("Soak %d%%: next analysis in %s (%s left)", st.Percent, wait, remaining)
+	return fmt.Sprintf("Soak %d%%: next analysis in %s (%s left)", st.Percent, human(wait), human(remaining))
 }
 
 // holdIfPaused holds the release while it is paused: the gate before every point where the release moves
@@ -200,7 +200,7 @@ func (r *release) holdWhilePaused(ctx workflow.Context) error {
 		return err
 	}
 	r.checks.Reset()
-	r.setPhase(ctx, record.PhaseProgressing, "resumed stage %d with %s of soak left", r.status.Stage.Number, r.status.Stage.SoakRemaining)
+	r.setPhase(ctx, record.PhaseProgressing, "resumed stage %d with %s of soak left", r.status.Stage.Number, human(r.status.Stage.SoakRemaining))
 	return nil
 }
 
