@@ -119,9 +119,9 @@ type StageStatus struct {
 	Of      int `json:"of"`
 	Percent int `json:"percent"`
 	// SoakStartedAt is zero until traffic reached the stage percent.
-	SoakStartedAt time.Time `json:"soakStartedAt,omitempty"`
+	SoakStartedAt time.Time `json:"soakStartedAt,omitzero"`
 	// SoakEndsAt is when the soak ends if nothing pauses it; zero while paused or not soaking.
-	SoakEndsAt time.Time `json:"soakEndsAt,omitempty"`
+	SoakEndsAt time.Time `json:"soakEndsAt,omitzero"`
 	// SoakRemaining is the soak time left (frozen while paused).
 	SoakRemaining time.Duration `json:"soakRemaining"`
 	// ApprovalRequired says the stage has an approval gate; Approved whether it was passed.
@@ -144,7 +144,7 @@ type Status struct {
 	Phase           Phase     `json:"phase"`
 	Reason          string    `json:"reason,omitempty"`
 	StartedAt       time.Time `json:"startedAt"`
-	EndedAt         time.Time `json:"endedAt,omitempty"`
+	EndedAt         time.Time `json:"endedAt,omitzero"`
 	// Stage is nil before the first stage.
 	Stage          *StageStatus `json:"stage,omitempty"`
 	Stages         []StagePlan  `json:"stages"`
@@ -170,8 +170,8 @@ type StagePlan struct {
 	Percent    int           `json:"percent"`
 	Soak       time.Duration `json:"soak"`
 	Approval   bool          `json:"approval,omitempty"`
-	StartedAt  time.Time     `json:"startedAt,omitempty"`
-	FinishedAt time.Time     `json:"finishedAt,omitempty"`
+	StartedAt  time.Time     `json:"startedAt,omitzero"`
+	FinishedAt time.Time     `json:"finishedAt,omitzero"`
 	// Outcome is "", "passed", "rolled back", "aborted".
 	Outcome string `json:"outcome,omitempty"`
 }
