@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -91,4 +92,28 @@ func TestConfigCommand(t *testing.T) {
 	assert.Contains(t, errOut, "metrics.p: environment variable SHEPHERD_TEST_UNSET_VAR (bearerTokenEnv) is not set")
 	code, _, errOut = run(t, "config", "--config", bad, "--no-secrets")
 	assert.Equal(t, ExitOK, code, errOut)
+}
+
+func TestUnknownFlagIsAUsageErrorWithTheUsageLine(t *testing.T) {
+	code, _, stderr := run(t, "start", "--bogus")
+	if code != ExitUsage {
+		t.Errorf("exit %d, want %d (usage)", code, ExitUsage)
+	}
+	for _, want := range []string{"unknown flag: --bogus", "usage: shepherd start -f release.yaml [--wait]", "shepherd start --help"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestStartHelpListsItsExitCodes(t *testing.T) {
+	code, stdout, _ := run(t, "start", "--help")
+	if code != ExitOK {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"Exit codes:", "2  invalid spec or usage", "3  with --wait: rolled back", "5  refused: another release"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("start --help lacks %q", want)
+		}
+	}
 }

@@ -108,7 +108,15 @@ environment is active at a time; a second start is refused and names the active 
 With --wait, follow the release to its end (as watch does) and exit with its outcome.
 With --key, the start is signed with your SSH key (ssh-keygen -Y sign): the release records who started
 it, verified, and where the operators require four eyes you may not approve its gates (there, an
-unsigned start is refused).`,
+unsigned start is refused).
+
+Exit codes:
+  0  started (with --wait: promoted)
+  1  anything else: Temporal unreachable, a signing error, ...
+  2  invalid spec or usage (the spec's problems are listed with their field paths)
+  3  with --wait: rolled back
+  4  with --wait: failed (rejected before any change, or the rollback did not finish)
+  5  refused: another release of the service is active in that environment`,
 		Example: `  shepherd start -f release.yaml
   shepherd start -f release.yaml --wait     # exit 0 promoted, 3 rolled back, 4 failed`,
 		Args: cobra.NoArgs,

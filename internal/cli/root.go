@@ -102,6 +102,10 @@ Connection settings come from the Temporal CLI's environment and profiles
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// A mistyped flag is a usage error: exit 2, with the command's usage line.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return withHint(ExitUsage, err, "usage: "+c.UseLine()+"   (shepherd "+c.Name()+" --help explains every flag)")
+	})
 	root.PersistentFlags().StringVar(&g.env, "env", "production", "environment of the release")
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "text", `output format of read commands: "text" or "json"`)
 	root.AddCommand(
