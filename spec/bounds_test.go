@@ -64,3 +64,19 @@ func TestCountsAndSizesAreBounded(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 }
+
+// Keys are case-sensitive (Go's JSON decoding is not), and a misspelt key comes with what was meant.
+func TestKeysAreExactWithASuggestion(t *testing.T) {
+	for doc, want := range map[string]string{
+		minimal + "previousversion: v1\n":                     `unknown key "previousversion": keys are case-sensitive; did you mean "previousVersion"?`,
+		minimal + "stages: [{percent: 100, aproval: true}]\n": `unknown key "aproval" in stages[0]; did you mean "approval"?`,
+		minimal + "analysis: {Interval: 10s}\n":               `unknown key "Interval" in analysis: keys are case-sensitive; did you mean "interval"?`,
+		minimal + "frobnicate: yes\n":                         `unknown key "frobnicate" (see docs/spec.md`,
+	} {
+		_, err := Parse([]byte(doc))
+		require.Error(t, err, doc)
+		assert.Contains(t, err.Error(), want)
+	}
+	_, err := Parse([]byte(minimal + "previousVersion: v1\n"))
+	assert.NoError(t, err)
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -93,6 +94,10 @@ func (r *Release) UnmarshalJSON(b []byte) error {
 	r.legacy = legacy
 	if lenientErr != nil {
 		r.decodeErr = explainDecodeError(lenientErr)
+		return nil
+	}
+	if err := exactKeys(b, reflect.TypeOf(p), ""); err != nil {
+		r.decodeErr = err
 		return nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
