@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +18,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/shepherd-release/shepherd/fleet"
 	"github.com/shepherd-release/shepherd/internal/devstack"
 )
 
@@ -238,16 +236,9 @@ func (g *gate) seen() string {
 
 func (g *gate) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	w := proxiedWrite{Method: r.Method, Path: r.URL.Path}
+	w := readWrite(r, body)
 	act := forward
 	if r.Method == http.MethodPost {
-		w.Action = r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
-		var b struct {
-			Percent *int `json:"percent"`
-			fleet.Fence
-		}
-		_ = json.Unmarshal(body, &b)
-		w.Percent, w.Fence = b.Percent, b.Fence
 		g.mu.Lock()
 		key := fmt.Sprintf("%s/%d", w.Action, w.Seq)
 		g.counts[key]++

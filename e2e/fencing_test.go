@@ -548,8 +548,9 @@ func (p *holdingProxy) seen() []string {
 	return out
 }
 
-func (p *holdingProxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
+// readWrite is what a request to the fleet controller asks: for a POST, the action (the path's last
+// element), the traffic percent and the fencing token.
+func readWrite(r *http.Request, body []byte) proxiedWrite {
 	w := proxiedWrite{Method: r.Method, Path: r.URL.Path}
 	if r.Method == http.MethodPost {
 		w.Action = r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
@@ -560,6 +561,12 @@ func (p *holdingProxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		_ = json.Unmarshal(body, &b)
 		w.Percent, w.Fence = b.Percent, b.Fence
 	}
+	return w
+}
+
+func (p *holdingProxy) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	w := readWrite(r, body)
 	p.mu.Lock()
 	if p.hold != nil && r.Method == http.MethodPost && p.hold(w) {
 		p.hold, w.Late = nil, true

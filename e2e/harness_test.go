@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/shepherd-release/shepherd/internal/devstack"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
@@ -517,7 +518,7 @@ func (e *tenv) keepHistory(name, workflowID string) *historypb.History {
 	if !*recordHistories {
 		return h
 	}
-	root, err := moduleRoot()
+	root, err := testenv.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -252,24 +252,6 @@ func buildShepherd(out string) error {
 	return testenv.GoBuild(out, testenv.Module+"/cmd/shepherd")
 }
 
-// moduleRoot is the directory holding go.mod, found upwards from the test's working directory.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
 // childEnv is the environment of every process a test starts: the caller's, minus its Temporal and
 // Shepherd settings, pointed at the test's namespace on the test server.
 func (e *tenv) childEnv(extra ...string) []string {

@@ -221,7 +221,7 @@ func Image(d *appsv1.Deployment, container string) string {
 // KubeRole reads the Role shipped in deploy/kubernetes/rbac.yaml.
 func KubeRole(t testing.TB) rbacv1.Role {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,8 +242,8 @@ func KubeRole(t testing.TB) rbacv1.Role {
 	return rbacv1.Role{}
 }
 
-// moduleRoot is the directory of the go.mod above the working directory.
-func moduleRoot() (string, error) {
+// ModuleRoot is the directory of the go.mod above the working directory.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
