@@ -342,3 +342,15 @@ func TestStoppingNeverWaitsOnASignature(t *testing.T) {
 	assert.Contains(t, controls, "abort by alice (signature being verified): abort accepted")
 	assert.Contains(t, controls, "abort signed by alice@example.com (verified, SHA256:")
 }
+
+func TestSignedPartIsBounded(t *testing.T) {
+	h := newHarness(t, gatedSpec(1))
+	var big *outcome
+	h.at(5*time.Minute, func() {
+		big = h.update(Approve, ControlRequest{By: "x", Signed: &approvals.Signed{Signature: strings.Repeat("A", 3*MaxControlText)}})
+		h.signal(Abort, ControlRequest{By: "ci"})
+	})
+	_, err := h.run()
+	require.NoError(t, err)
+	big.rejected(t, `"signed" is limited to`)
+}

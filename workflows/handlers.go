@@ -194,6 +194,10 @@ func (r *release) check(name string, req ControlRequest) error {
 		if len(req.Reason) > MaxControlText || len(req.Comment) > MaxControlText {
 			return fmt.Errorf(`%s: "reason" and "comment" are limited to %d bytes each`, name, MaxControlText)
 		}
+		if sg := req.Signed; sg != nil && (len(sg.Signature) > MaxControlText*2 ||
+			len(sg.Claim.WorkflowID)+len(sg.Claim.RunID)+len(sg.Claim.Gate)+len(sg.Claim.Action) > MaxControlText) {
+			return fmt.Errorf(`%s: "signed" is limited to a %d-byte signature and a %d-byte claim`, name, 2*MaxControlText, MaxControlText)
+		}
 	}
 	if phase.Terminal() {
 		return fmt.Errorf("release already ended: %s (%s)", phase, r.status.Reason)
