@@ -354,3 +354,25 @@ func TestSignedPartIsBounded(t *testing.T) {
 	require.NoError(t, err)
 	big.rejected(t, `"signed" is limited to`)
 }
+
+// An abort while a freeze holds the release rolls it back at once; a pause there is refused (nothing
+// moves while frozen, so there is no soak clock to stop).
+func TestAbortWhileFrozenRollsBack(t *testing.T) {
+	p := newPeople(t)
+	h := newHarness(t, twoStages())
+	p.trust(t, h)
+	f := approvals.Freeze{Name: "year end", From: h.start.Add(30 * time.Second), To: h.start.Add(48 * time.Hour)}
+	require.NoError(t, f.Validate("freezes[0]"))
+	h.acts.Approvals.Freezes = []approvals.Freeze{f}
+	var pause *outcome
+	h.at(time.Hour, func() {
+		pause = h.update(Pause, ControlRequest{By: "carol"})
+		h.signal(Abort, ControlRequest{By: "ci", Reason: "give up"})
+	})
+	res, err := h.run()
+	require.NoError(t, err)
+	assert.Equal(t, record.PhaseRolledBack, res.Phase)
+	pause.rejected(t, "pause applies only while Progressing")
+	assert.Equal(t, []string{"deploy v2", "health", "traffic 10", "traffic 0", "rollback"}, h.target.Calls())
+	assert.Equal(t, time.Hour, h.elapsed().Round(time.Minute))
+}
