@@ -2,6 +2,7 @@ package activities
 
 import (
 	"sync"
+	"time"
 
 	"github.com/shepherd-release/shepherd/record"
 )
@@ -14,6 +15,9 @@ type Observer interface {
 	ReleaseStarted(service, environment string)
 	// Measured is called for every measurement, with the verdict the workflow will reach for it.
 	Measured(service, environment string, verdict record.Verdict)
+	// AnalysisLag is called once per measurement round with how late the round started compared with
+	// its schedule.
+	AnalysisLag(service, environment string, lag time.Duration)
 	// ReleaseEnded is called once per release with its final record.
 	ReleaseEnded(res record.Result)
 }

@@ -59,6 +59,12 @@ func (o engineObserver) Measured(service, environment string, v record.Verdict) 
 	o.m.ObserveMeasurement(service, environment, v)
 }
 
+// AnalysisLag records how late a measurement round started.
+func (o engineObserver) AnalysisLag(service, environment string, lag time.Duration) {
+	_ = service // the histogram is per environment: per service it would multiply its buckets
+	o.m.ObserveAnalysisLag(environment, lag)
+}
+
 // ReleaseEnded records the outcome, each stage's duration, each approval's wait and the rollback.
 func (o engineObserver) ReleaseEnded(res record.Result) {
 	o.m.ReleaseFinished(res.Service, res.Environment, res.Phase)

@@ -29,6 +29,7 @@ const (
 	MetricRollbackDuration       = "shepherd_rollback_duration_seconds"
 	MetricRollbackTrafficRestore = "shepherd_rollback_traffic_restored_seconds"
 	MetricApprovalWait           = "shepherd_approval_wait_seconds"
+	MetricAnalysisLag            = "shepherd_analysis_lag_seconds"
 )
 
 // MetricNames lists every engine metric name, as exposed (counters with _total, histograms by base name).
@@ -36,7 +37,7 @@ var MetricNames = []string{
 	MetricReleasesStarted, MetricReleasesFinished, MetricActiveReleases, MetricReleasePhaseEntered,
 	MetricReleaseTrafficPercent, MetricActiveReleasesUpdated, MetricActiveReleasesScanErrs,
 	MetricAnalysisMeasurements, MetricStageDuration, MetricRollbacks, MetricRollbackDuration,
-	MetricRollbackTrafficRestore, MetricApprovalWait,
+	MetricRollbackTrafficRestore, MetricApprovalWait, MetricAnalysisLag,
 }
 
 // Values of the enumerated labels. Any other value is recorded as LabelUnknown, so a typo or a new
@@ -79,6 +80,9 @@ var (
 	RollbackBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600}
 	// ApprovalBuckets span a minute to three days.
 	ApprovalBuckets = []float64{60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200}
+	// AnalysisLagBuckets span 1 ms (a worker keeping its schedule) to a minute (one far behind); the bar
+	// is 1 s, so the buckets are dense around it.
+	AnalysisLagBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
 	// TemporalLatencyBuckets are for the Temporal SDK's latency histograms. The SDK's OpenTelemetry
 	// handler records seconds but OpenTelemetry's default buckets (0, 5, 10, 25, ... 10000) are shaped for
 	// milliseconds, which puts every task latency in one bucket; the worker installs a View with these
@@ -114,6 +118,7 @@ type EngineMetrics struct {
 	rollbackDur  *prometheus.HistogramVec
 	restored     *prometheus.HistogramVec
 	approval     *prometheus.HistogramVec
+	lag          *prometheus.HistogramVec
 	live         *liveCollector
 
 	mu      sync.Mutex
@@ -173,6 +178,11 @@ func NewEngineMetrics(reg prometheus.Registerer, opts EngineOptions) (*EngineMet
 			Help:    "Time an approval gate waited, by outcome (approved, timed_out, aborted).",
 			Buckets: ApprovalBuckets,
 		}, []string{"environment", "outcome"}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricAnalysisLag,
+			Help:    "How late each analysis round started compared with its schedule (one per round of a stage's watch).",
+			Buckets: AnalysisLagBuckets,
+		}, []string{"environment"}),
 		live:    newLiveCollector(),
 		keys:    map[releaseKey]bool{},
 		envs:    map[string]bool{},
@@ -180,7 +190,7 @@ func NewEngineMetrics(reg prometheus.Registerer, opts EngineOptions) (*EngineMet
 	}
 	for _, c := range []prometheus.Collector{
 		m.started, m.finished, m.measurements, m.rollbacks, m.scanErrors,
-		m.stage, m.rollbackDur, m.restored, m.approval, m.live,
+		m.stage, m.rollbackDur, m.restored, m.approval, m.lag, m.live,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("observe: registering engine metrics: %w", err)
@@ -311,6 +321,16 @@ func (m *EngineMetrics) ObserveApprovalWait(environment, outcome string, d time.
 	}
 	e := m.envLabel(environment)
 	m.approval.WithLabelValues(e, oneOf(outcome, apprValues)).Observe(d.Seconds())
+}
+
+// ObserveAnalysisLag records how late one analysis round started compared with its schedule (a
+// negative lag, a round early, counts as 0). Labelled by environment only: one series per service would
+// multiply the buckets by every service released.
+func (m *EngineMetrics) ObserveAnalysisLag(environment string, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.lag.WithLabelValues(m.envLabel(environment)).Observe(max(lag, 0).Seconds())
 }
 
 // Rollback describes one finished rollback, for ObserveRollback.

@@ -173,6 +173,21 @@ func TestStageAndApprovalHistograms(t *testing.T) {
 	}
 }
 
+// The lag histogram is per environment, counts an early round as 0, and resolves the 1 s bar.
+func TestAnalysisLagHistogram(t *testing.T) {
+	m, reg := newEngine(t, EngineOptions{})
+	for _, lag := range []time.Duration{-time.Second, 3 * time.Millisecond, 400 * time.Millisecond, 2 * time.Second} {
+		m.ObserveAnalysisLag("production", lag)
+	}
+	n, sum := histogramCount(t, reg, MetricAnalysisLag, map[string]string{"environment": "production"})
+	if n != 4 || sum < 2.402 || sum > 2.404 {
+		t.Errorf("count %d sum %v, want 4 and 2.403", n, sum)
+	}
+	if !slices.Contains(AnalysisLagBuckets, 1) || AnalysisLagBuckets[0] != 0.001 || AnalysisLagBuckets[len(AnalysisLagBuckets)-1] != 60 {
+		t.Errorf("buckets %v should span 1 ms to 60 s and include the 1 s bar", AnalysisLagBuckets)
+	}
+}
+
 func TestLabelsStayBounded(t *testing.T) {
 	m, reg := newEngine(t, EngineOptions{MaxReleaseKeys: 2})
 	m.ReleaseStarted("a", "production")
@@ -205,6 +220,7 @@ func TestNilEngineIsNoop(t *testing.T) {
 	m.ObserveMeasurement("a", "b", record.Pass)
 	m.ObserveStage("b", StagePassed, time.Second)
 	m.ObserveApprovalWait("b", ApprovalApproved, time.Second)
+	m.ObserveAnalysisLag("b", time.Second)
 	m.ObserveRollback(Rollback{})
 	m.SetActiveReleases(time.Now(), []ActiveRelease{{Service: "a"}})
 	if err := m.RunScanner(context.Background(), time.Second, nil); err == nil {
@@ -333,6 +349,7 @@ func TestMetricNamesAndLint(t *testing.T) {
 	m.ReleaseStarted("cart", "production")
 	m.ObserveStage("production", StagePassed, time.Minute)
 	m.ObserveApprovalWait("production", ApprovalApproved, time.Minute)
+	m.ObserveAnalysisLag("production", 20*time.Millisecond)
 	m.ObserveRollback(Rollback{Service: "cart", Environment: "production", Duration: time.Second, TrafficRestoredAfter: time.Second})
 	m.SetActiveReleases(time.Now(), []ActiveRelease{{Service: "cart", Environment: "production", Phase: record.PhaseProgressing}})
 	m.scanErrors.Add(0)
