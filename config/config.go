@@ -65,6 +65,8 @@ type Config struct {
 	// still accepted, four eyes, change freezes. Without it no approval is accepted: a worker that gates
 	// releases must say whom it trusts (or, on a laptop, where unsigned approvals will do).
 	Approvals *Approvals `json:"approvals,omitempty"`
+	// Worker tunes this worker process's pollers, task slots and workflow cache; default DefaultTuning.
+	Worker *Worker `json:"worker,omitempty"`
 }
 
 // Approvals configures the verification of approvals (package approvals).
@@ -221,12 +223,15 @@ func Parse(data []byte) (Config, error) {
 	if !bytes.HasPrefix(bytes.TrimSpace(js), []byte("{")) {
 		return c, errors.New("want a mapping of sections (targets, metrics, notifications, ...)")
 	}
+	if err := checkWorkerSection(js); err != nil {
+		return Config{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&c); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "json: ")
 		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports, approvals)"
+			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports, approvals, worker)"
 		}
 		return Config{}, errors.New(msg)
 	}
@@ -279,6 +284,7 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	c.Worker.validate(&p)
 	return p.Err()
 }
 

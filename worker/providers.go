@@ -65,6 +65,8 @@ type Providers struct {
 	Approvals *approvals.Policy
 	// Descriptions describe every provider, by section and name, for paperwork.
 	Descriptions map[string]map[string]providers.Description
+	// Tuning is the configuration's worker section, defaults applied (Config.Tuning of Run).
+	Tuning config.Tuning
 }
 
 // Activities returns the release activities over these providers; the caller adds an Observer.
@@ -91,7 +93,8 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	out := &Providers{ReportDir: cfg.Reports.Dir, Descriptions: map[string]map[string]providers.Description{}}
+	out := &Providers{ReportDir: cfg.Reports.Dir, Descriptions: map[string]map[string]providers.Description{},
+		Tuning: cfg.Worker.Tuning()}
 	describe := func(section, name, typ string, v any) {
 		if out.Descriptions[section] == nil {
 			out.Descriptions[section] = map[string]providers.Description{}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -20,6 +21,7 @@ import (
 	sdkworker "go.temporal.io/sdk/worker"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
@@ -39,6 +41,9 @@ type Config struct {
 	SkipChecks bool
 	// OnReady is called once the worker polls; optional.
 	OnReady func()
+	// Tuning sets pollers, task slots and the sticky cache (the configuration's worker section); zero
+	// fields take config.DefaultTuning.
+	Tuning config.Tuning
 }
 
 // DefaultStopTimeout lets a running step (a deploy, a traffic shift, a rollback step) finish when the
@@ -78,7 +83,13 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	if a == nil {
 		a = (&Providers{}).Activities()
 	}
-	w := sdkworker.New(c, cfg.TaskQueue, sdkworker.Options{WorkerStopTimeout: cfg.StopTimeout})
+	t := cfg.Tuning.WithDefaults()
+	release, err := acquireStickyCache(t.StickyCacheSize)
+	if err != nil {
+		return err
+	}
+	defer release()
+	w := sdkworker.New(c, cfg.TaskQueue, Options(t, cfg.StopTimeout))
 	workflows.RegisterWorkflows(w)
 	workflows.RegisterActivities(w, a)
 	if err := w.Start(); err != nil {
@@ -90,6 +101,51 @@ func Run(ctx context.Context, c client.Client, cfg Config) error {
 	<-ctx.Done()
 	w.Stop()
 	return nil
+}
+
+// Options are the SDK worker options for a tuning (zero fields take config.DefaultTuning). The sticky
+// cache size is not among them: it belongs to the process (acquireStickyCache).
+func Options(t config.Tuning, stopTimeout time.Duration) sdkworker.Options {
+	t = t.WithDefaults()
+	return sdkworker.Options{
+		WorkerStopTimeout:                       stopTimeout,
+		MaxConcurrentWorkflowTaskPollers:        t.WorkflowTaskPollers,
+		MaxConcurrentActivityTaskPollers:        t.ActivityTaskPollers,
+		MaxConcurrentWorkflowTaskExecutionSize:  t.MaxConcurrentWorkflowTasks,
+		MaxConcurrentActivityExecutionSize:      t.MaxConcurrentActivities,
+		MaxConcurrentLocalActivityExecutionSize: t.MaxConcurrentLocalActivities,
+	}
+}
+
+// stickyCache tracks the process-wide sticky workflow cache: the SDK shares one cache among every worker
+// of a process and takes its size only before the first of them starts (worker.SetStickyWorkflowCacheSize).
+var stickyCache struct {
+	sync.Mutex
+	size, users int
+}
+
+// acquireStickyCache sets the process's sticky cache size for a worker about to start, or refuses when
+// a worker of this process runs with another size already: the SDK would silently keep the first.
+func acquireStickyCache(size int) (release func(), err error) {
+	stickyCache.Lock()
+	defer stickyCache.Unlock()
+	if stickyCache.users > 0 && stickyCache.size != size {
+		return nil, fmt.Errorf("worker.stickyCacheSize %d: the sticky workflow cache belongs to the process and a worker in it "+
+			"runs with %d; run workers with different sizes as separate processes", size, stickyCache.size)
+	}
+	if stickyCache.users == 0 {
+		sdkworker.SetStickyWorkflowCacheSize(size)
+		stickyCache.size = size
+	}
+	stickyCache.users++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stickyCache.Lock()
+			defer stickyCache.Unlock()
+			stickyCache.users--
+		})
+	}, nil
 }
 
 // CheckNamespace verifies that the namespace exists and knows every custom search attribute the Release

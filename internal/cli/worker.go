@@ -192,7 +192,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 	defer c.Close()
 	logger.Info("Worker starting", "address", hostPort(opts), "namespace", namespace(opts), "config", f.config,
 		"targets", providers.Targets.Names(), "metrics", providers.Metrics.Names(), "stateDir", f.stateDir,
-		"reportDir", providers.ReportDir, "metricsAddr", f.metricsAddr)
+		"reportDir", providers.ReportDir, "metricsAddr", f.metricsAddr, "tuning", providers.Tuning.String())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -232,6 +232,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 		Namespace:   namespace(opts),
 		Activities:  acts,
 		StopTimeout: f.stopTimeout,
+		Tuning:      providers.Tuning,
 		OnReady: func() {
 			polling.Store(true)
 			logger.Info("Worker polling", "taskQueue", "shepherd")
