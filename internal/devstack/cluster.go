@@ -717,3 +717,17 @@ func (p *proc) stop(sig syscall.Signal) {
 		<-p.done
 	}
 }
+
+// ServerPID is the Temporal server's process ID, 0 when it is not running (for CPU accounting).
+func (c *Cluster) ServerPID() int { return c.server.pid() }
+
+// PostgresPID is the PostgreSQL postmaster's process ID, 0 when it is not running; its backends are its
+// children.
+func (c *Cluster) PostgresPID() int { return c.postgres.pid() }
+
+func (p *proc) pid() int {
+	if !p.running() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
