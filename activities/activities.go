@@ -68,6 +68,8 @@ type Activities struct {
 	// Approvals is the operators' approval policy (trust anchors, where unsigned approvals are accepted).
 	// Nil accepts unsigned approvals everywhere, recorded as unverified: the worker always sets it.
 	Approvals *approvals.Policy
+	// Clock is the time source of WatchStage; nil means the wall clock.
+	Clock Clock
 
 	observed onceSet
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"time"
 
 	"go.temporal.io/sdk/activity"
 
@@ -32,10 +31,19 @@ type MeasureResult struct {
 // Measure evaluates every check once. It never fails for a measurement problem: an unreachable server or
 // an empty result becomes that check's Error, which the workflow judges inconclusive.
 func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResult, error) {
+	return MeasureResult{Measurements: a.measureRound(ctx, in, func(i int) {
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, i)
+		}
+	})}, nil
+}
+
+// measureRound takes one judged measurement of every check, calling checked after each.
+func (a *Activities) measureRound(ctx context.Context, in MeasureInput, checked func(i int)) []record.Measurement {
 	out := MeasureResult{Measurements: make([]record.Measurement, len(in.Checks))}
 	m, factoryErr := a.Metrics.Lookup(spec.KindMetrics, in.Source)
 	for i, c := range in.Checks {
-		meas := record.Measurement{Check: c.Name, Stage: in.Stage, Max: c.Max, Min: c.Min, Time: time.Now().UTC()}
+		meas := record.Measurement{Check: c.Name, Stage: in.Stage, Max: c.Max, Min: c.Min, Time: a.clock().Now().UTC()}
 		if factoryErr != nil {
 			meas.Error = factoryErr.Error()
 			out.Measurements[i] = meas
@@ -72,11 +80,9 @@ func (a *Activities) Measure(ctx context.Context, in MeasureInput) (MeasureResul
 		if a.Observer != nil {
 			a.Observer.Measured(in.Data.Service, in.Data.Environment, meas.Verdict)
 		}
-		if activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, i)
-		}
+		checked(i)
 	}
-	return out, nil
+	return out.Measurements
 }
 
 func finite(v float64) *float64 {

@@ -54,6 +54,12 @@ type Metrics interface {
 	Evaluate(ctx context.Context, queryTemplate string, data spec.TemplateData) (value float64, query string, err error)
 }
 
+// Grapher is implemented by a metrics source with a UI of its own: GraphURL links a query that ran (as
+// Evaluate returned it) graphed over [from, to], for a report's evidence. It returns "" when it cannot.
+type Grapher interface {
+	GraphURL(query string, from, to time.Time) string
+}
+
 // Checker is a pre-release check an operator configured (an HTTP endpoint, a command): it reports what it
 // observed, and an error when the expectation is not met or the check could not run.
 type Checker interface {

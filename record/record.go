@@ -102,6 +102,8 @@ type Decision struct {
 	Rounds int `json:"rounds,omitempty"`
 	// Since is the time of the first round folded into this entry (set when Rounds > 1).
 	Since time.Time `json:"since,omitzero"`
+	// Evidence is what a stage's analysis saw, on the entry that ended a watch of the stage.
+	Evidence *StageEvidence `json:"evidence,omitempty"`
 }
 
 // Text is the message, with the number of rounds it stands for when several were folded into it.

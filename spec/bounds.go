@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"fmt"
 	"time"
 )
 
@@ -17,7 +16,9 @@ const (
 	MaxApprovers = 10
 	// MaxQueryBytes bounds a check's query template.
 	MaxQueryBytes = 4096
-	// MinInterval is the shortest analysis interval.
+	// MinInterval is the shortest analysis interval: a measurement costs no history, but each is a
+	// query per check (and a baseline query) against the metrics source. Set the interval no shorter than
+	// the source's scrape interval: a shorter one measures the same samples again.
 	MinInterval = time.Second
 	// MaxHistoryEvents bounds HistoryEstimate: the events the plan itself needs. It leaves room under
 	// Temporal's 10,240-event warning for what people add at run time (each control request, pause and
@@ -30,9 +31,6 @@ const (
 const (
 	// eventsPerActivity: scheduled, started, completed, and the workflow task that follows (3).
 	eventsPerActivity = 6
-	// eventsPerRound is one analysis round: timer started and fired, a workflow task, the Measure
-	// activity, another workflow task.
-	eventsPerRound = 11
 	// eventsPerTimer: timer started and fired, and a workflow task.
 	eventsPerTimer = 5
 	// eventsFixed covers the start, the version and side-effect markers, search-attribute upserts of
@@ -40,22 +38,10 @@ const (
 	eventsFixed = 40
 )
 
-// AnalysisRounds is how many analysis rounds the plan takes at the least: one per interval of every
-// stage's soak (0 with analysis disabled). Pauses add rounds at run time.
-func (r Release) AnalysisRounds() int {
-	if r.Analysis.Disabled || r.Analysis.Interval <= 0 {
-		return 0
-	}
-	n := 0
-	for _, st := range r.Stages {
-		n += int((st.Soak.D() + r.Analysis.Interval.D() - 1) / r.Analysis.Interval.D())
-	}
-	return n
-}
-
 // HistoryEstimate is an upper estimate of the history events a release of this plan records when nobody
 // intervenes, from start to close, whether it promotes or rolls back. Call it on a spec after
-// WithDefaults.
+// WithDefaults. It does not depend on soak times or the analysis interval: each stage is watched by one
+// activity however long it soaks.
 func (r Release) HistoryEstimate() int {
 	channels := len(r.Notifications)
 	notify := channels * eventsPerActivity
@@ -76,9 +62,10 @@ func (r Release) HistoryEstimate() int {
 		}
 		if r.Analysis.Disabled {
 			n += eventsPerTimer
+		} else {
+			n += eventsPerActivity // the stage's WatchStage
 		}
 	}
-	n += r.AnalysisRounds() * eventsPerRound
 	// The end: promote and flags on, or the rollback's three steps (+ analysisFailed); then the tag,
 	// two terminal notifications and the archived report.
 	n += 3*eventsPerActivity + notify
@@ -108,16 +95,7 @@ func validateBounds(p *problems, r Release) {
 		return // the estimate means little for a plan with other problems
 	}
 	if est := r.HistoryEstimate(); est > MaxHistoryEvents {
-		p.add("stages", "this plan needs about %d workflow history events (%d analysis rounds at %s); at most %d fit "+
-			"a release safely. Use a longer analysis.interval or shorter soaks: e.g. a 24h soak needs an interval of "+
-			"at least %s", est, r.AnalysisRounds(), r.Analysis.Interval, MaxHistoryEvents, minIntervalFor(24*time.Hour))
+		p.add("stages", "this plan needs about %d workflow history events; at most %d fit a release safely: "+
+			"use fewer stages, approval gates or notification channels", est, MaxHistoryEvents)
 	}
-}
-
-// minIntervalFor is the shortest interval at which a single soak of d fits MaxHistoryEvents, rounded up
-// to a second (an illustration for the error message).
-func minIntervalFor(d time.Duration) string {
-	rounds := (MaxHistoryEvents - 400) / eventsPerRound
-	iv := (d + time.Duration(rounds) - 1) / time.Duration(rounds)
-	return fmt.Sprint(iv.Round(time.Second) + time.Second)
 }

@@ -27,7 +27,7 @@ const (
 const (
 	DefaultEnvironment       = "production"
 	DefaultSoak              = Duration(15 * time.Minute)
-	DefaultInterval          = Duration(30 * time.Second)
+	DefaultInterval          = Duration(10 * time.Second)
 	DefaultFailureLimit      = 1
 	DefaultInconclusiveLimit = 3
 	// DefaultMetricsSource is the metrics source analysis uses when the spec names none: a worker
@@ -101,7 +101,8 @@ type Stage struct {
 
 // Analysis configures the SLO checks.
 type Analysis struct {
-	// Interval between measurements during a soak; default 30s. Independent of the soak time.
+	// Interval between measurements during a soak; default 10s, at least 1s. Independent of the soak time,
+	// and free in history (one watch activity per stage measures every interval).
 	Interval Duration `json:"interval,omitempty"`
 	// FailureLimit is the number of consecutive failed measurements of one check that triggers a rollback;
 	// default 1.

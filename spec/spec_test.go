@@ -29,7 +29,7 @@ func TestMinimalSpecGetsSafeDefaults(t *testing.T) {
 		assert.Equal(t, 15*time.Minute, s.Soak.D())
 	}
 	assert.Equal(t, []int{1, 5, 25, 50, 100}, percents)
-	assert.Equal(t, 30*time.Second, d.Analysis.Interval.D())
+	assert.Equal(t, 10*time.Second, d.Analysis.Interval.D())
 	require.Len(t, d.Analysis.Checks, 2)
 	assert.Equal(t, "error-rate", d.Analysis.Checks[0].Name)
 	assert.Equal(t, 0.01, *d.Analysis.Checks[0].Max)

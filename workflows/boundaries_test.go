@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
@@ -103,19 +104,19 @@ func TestCancellationDuringPromotionLetsThePromotionFinish(t *testing.T) {
 	assert.Contains(t, strings.Join(decisionsOf(res, record.KindNotice), "\n"), "cancelled during promotion; the promotion stands")
 }
 
-// A pause accepted while the stage's last measurement runs must hold the release at that stage.
+// A pause accepted in the instant the stage's watch reports that the stage passed (its last measurement
+// in flight when the pause was sent) must hold the release at that stage.
 func TestPauseDuringTheLastMeasurementHoldsTheStage(t *testing.T) {
 	s := baseSpec()
 	s.Stages = []spec.Stage{{Percent: 10, Soak: spec.Duration(5 * time.Minute)}, {Percent: 100, Soak: spec.Duration(5 * time.Minute)}}
 	h := newHarness(t, s)
 	paused := false
-	h.metrics.value = func(check string, percent, round int) (float64, error) {
-		// 5 min at 30 s: round 10 of each check is stage 1's last measurement.
-		if check == "error-rate" && round == 10 && !paused {
+	h.watchEnds = func(n int, res activities.WatchResult) {
+		if n == 1 {
+			require.Equal(t, activities.WatchPassed, res.Outcome)
 			paused = true
 			h.signal(Pause, ControlRequest{By: "carol", Reason: "checking a dashboard"})
 		}
-		return healthy(check, percent, round)
 	}
 	h.at(30*time.Minute, func() { h.signal(Resume, ControlRequest{By: "carol"}) })
 	res, err := h.run()
@@ -133,8 +134,9 @@ func TestPauseDuringTheLastMeasurementHoldsTheStage(t *testing.T) {
 	}
 	require.False(t, resumedAt.IsZero())
 	assert.True(t, shiftedAt.After(resumedAt), "traffic moved to 100%% at %s while paused (resumed at %s)", shiftedAt, resumedAt)
-	// After the resume the stage measures afresh once before it passes.
-	assert.Equal(t, 30*time.Minute+30*time.Second+5*time.Minute, h.elapsed().Round(time.Second))
+	// After the resume the stage is watched afresh for one interval before it passes.
+	assert.Equal(t, 30*time.Minute+10*time.Second+5*time.Minute, h.elapsed().Round(time.Second))
+	assert.Equal(t, 3, h.watches)
 }
 
 func TestPauseDuringATrafficShiftSaysWhereTrafficStays(t *testing.T) {
@@ -259,34 +261,29 @@ func TestControlRequestsAreBounded(t *testing.T) {
 }
 
 // The status and the result stay well under Temporal's 2 MiB payload limit for the largest release the
-// validator accepts, even when every round's outcome differs from the one before (nothing folds).
+// validator accepts (every stage, every check with the longest query), even when every round's outcome
+// differs from the one before: a stage's evidence is bounded whatever its number of rounds.
 func TestLargestAcceptedReleaseKeepsItsResultSmall(t *testing.T) {
 	s := baseSpec()
 	s.Analysis.Interval = spec.Duration(time.Second)
 	s.Analysis.FailureLimit = 2
-	s.Stages = []spec.Stage{{Percent: 100, Soak: spec.Duration(time.Second)}}
+	s.Stages = nil
+	for p := 1; p <= spec.MaxStages; p++ {
+		s.Stages = append(s.Stages, spec.Stage{Percent: p * 100 / spec.MaxStages, Soak: spec.Duration(10 * time.Minute)})
+	}
 	for i := 0; i < spec.MaxChecks; i++ {
 		limit := 0.5
 		q := fmt.Sprintf("check_%02d{", i) + strings.Repeat("x", spec.MaxQueryBytes-20) + "}"
 		s.Analysis.Checks = append(s.Analysis.Checks, spec.Check{Name: fmt.Sprintf("check-%02d", i), Query: q, Max: &limit})
 	}
-	// The longest soak that still validates.
-	for soak := time.Second; ; soak += 10 * time.Second {
-		s.Stages[0].Soak = spec.Duration(soak)
-		if s.WithDefaults().Validate() != nil {
-			s.Stages[0].Soak = spec.Duration(soak - 10*time.Second)
-			break
-		}
-	}
 	d := s.WithDefaults()
 	require.NoError(t, d.Validate())
-	t.Logf("largest release: %d rounds of %d checks, estimated %d history events", d.AnalysisRounds(), len(d.Analysis.Checks), d.HistoryEstimate())
 
 	h := newHarness(t, s)
 	h.env.SetTestTimeout(5 * time.Minute)
 	h.metrics.value = func(_ string, _, round int) (float64, error) {
-		if round%2 == 0 {
-			return 1, nil // fails, below the failure limit: "Watching"
+		if round%2 == 1 {
+			return 1, nil // fails, below the failure limit; each stage's last round passes
 		}
 		return 0.1, nil
 	}
@@ -295,7 +292,15 @@ func TestLargestAcceptedReleaseKeepsItsResultSmall(t *testing.T) {
 	require.Equal(t, record.PhaseSucceeded, res.Phase)
 	b, err := json.Marshal(res)
 	require.NoError(t, err)
-	t.Logf("result: %d decisions, %d bytes", len(res.Decisions), len(b))
-	assert.Greater(t, len(decisionsOf(res, record.KindAnalysis)), d.AnalysisRounds()/2, "rounds did not alternate")
+	rounds := 0
+	for _, dec := range res.Decisions {
+		if dec.Evidence != nil {
+			rounds += dec.Evidence.Rounds
+			assert.Equal(t, record.MaxNotable, len(dec.Evidence.Notable))
+			assert.Positive(t, dec.Evidence.NotableDropped)
+		}
+	}
+	t.Logf("result: %d decisions, %d rounds of %d checks, %d bytes", len(res.Decisions), rounds, len(d.Analysis.Checks), len(b))
+	assert.Equal(t, spec.MaxStages*600, rounds, "every stage measured every second of its soak")
 	assert.Less(t, len(b), 1<<20, "the result must stay well under Temporal's 2 MiB payload limit")
 }

@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shepherd-release/shepherd/activities"
@@ -148,6 +151,75 @@ type harness struct {
 	raw json.RawMessage
 	// workflowID overrides the release's own workflow ID.
 	workflowID string
+	// watches counts the WatchStage activities started; watchEnds, when set, runs as the nth watch
+	// delivers its result (in the instant the workflow receives it).
+	watches   int
+	watchEnds func(n int, res activities.WatchResult)
+}
+
+// virtualClock is WatchStage's clock in these tests: a wait takes no time.
+type virtualClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	waited time.Duration
+}
+
+func (c *virtualClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *virtualClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	c.now = c.now.Add(max(d, 0))
+	c.waited += max(d, 0)
+	return nil
+}
+
+// watchInWorkflowTime runs the real WatchStage in the workflow's time. The test environment moves its
+// clock only while no activity runs, so a watch that waited on the wall clock would take its whole soak
+// and let nothing else happen meanwhile. Instead each watch runs at once on a virtual clock starting at
+// the workflow's now, and its result is delivered after the time it took, during which the workflow
+// clock moves on (timers fire, h.at callbacks run, and a pause or an abort cancels the watch).
+// Consequences for tests: the metrics script of a whole watch is consumed when the watch starts, and a
+// signal a script sends arrives when the watch starts.
+func (h *harness) watchInWorkflowTime() {
+	var mu sync.Mutex
+	var next activities.WatchInput
+	var res activities.WatchResult
+	var resErr error
+	h.env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if info.ActivityType.Name != ActivityWatchStage {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		next = activities.WatchInput{}
+		if err := args.Get(&next); err != nil {
+			h.t.Errorf("decoding the WatchStage input: %v", err)
+		}
+		h.watches++
+	})
+	h.env.OnActivity(ActivityWatchStage, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		clock := &virtualClock{now: h.env.Now()}
+		acts := h.acts.WithClock(clock)
+		res, resErr = acts.WatchStage(context.Background(), next)
+		return clock.waited
+	}).Return(func(context.Context, activities.WatchInput) (activities.WatchResult, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if h.watchEnds != nil {
+			h.watchEnds(h.watches, res)
+		}
+		return res, resErr
+	})
 }
 
 func newHarness(t *testing.T, s spec.Release) *harness {
@@ -167,6 +239,7 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 		ReportDir:     h.reportDir,
 	}
 	RegisterActivities(h.env, h.acts)
+	h.watchInWorkflowTime()
 	h.env.SetTestTimeout(30 * time.Second)
 	h.start = h.env.Now()
 	return h

@@ -33,6 +33,8 @@ const (
 	ActivityPromote    = "Promote"
 	ActivityRollback   = "RemoveCanary"
 	ActivityMeasure    = "Measure"
+	// ActivityWatchStage watches a soaking stage (one long-running activity per soak stretch).
+	ActivityWatchStage = "WatchStage"
 	ActivityPrecheck   = "Precheck"
 	ActivitySetFlags   = "SetFlags"
 	ActivityNotify     = "Notify"

@@ -24,6 +24,7 @@ func RegisterActivities(r worker.ActivityRegistry, a *activities.Activities) {
 		ActivityPromote:       a.Promote,
 		ActivityRollback:      a.RemoveCanary,
 		ActivityMeasure:       a.Measure,
+		ActivityWatchStage:    a.WatchStage,
 		ActivityPrecheck:      a.Precheck,
 		ActivitySetFlags:      a.SetFlags,
 		ActivityNotify:        a.Notify,

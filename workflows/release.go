@@ -113,6 +113,8 @@ type release struct {
 	fourEyes  bool
 	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
 	verify bool
+	// watch is true for releases whose stages are watched by one activity each (changeWatchAnalysis).
+	watch bool
 	saga   saga
 	checks *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
@@ -167,6 +169,7 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 		"environment", s.Environment, "version", s.Version)
 	r.fwdCtx, r.cancelFwd = workflow.WithCancel(ctx)
 	r.verify = workflow.GetVersion(ctx, changeVerifiedApprovals, workflow.DefaultVersion, 1) >= 1
+	r.watch = workflow.GetVersion(ctx, changeWatchAnalysis, workflow.DefaultVersion, 1) >= 1
 	r.checks = record.NewStreaks(s.Analysis.FailureLimit, s.Analysis.InconclusiveLimit)
 	return r
 }

@@ -27,17 +27,20 @@ func TestDefaultReleaseTakesFiveSoaksAndPromotes(t *testing.T) {
 	assert.GreaterOrEqual(t, h.elapsed(), 75*time.Minute)
 	assert.Less(t, h.elapsed(), 75*time.Minute+time.Second)
 	assert.Equal(t, 100, res.TrafficPercent)
-	// 30 s interval × 15 min = 30 measurements per stage, each with both checks; rounds that pass in a
-	// row are folded into one decision per stage, so the log does not grow with the soak.
+	// 10 s interval × 15 min = 90 measurements per stage, each with both checks, watched by one activity
+	// per stage: one decision per stage with its evidence, so the log does not grow with the soak.
 	var rounds []int
 	for _, d := range res.Decisions {
 		if d.Kind == record.KindAnalysis {
-			rounds = append(rounds, d.Rounds)
+			require.NotNil(t, d.Evidence)
+			rounds = append(rounds, d.Evidence.Rounds)
 			assert.Len(t, d.Measurements, 2)
-			assert.Contains(t, d.Text(), "30 rounds in a row since")
+			assert.Contains(t, d.Text(), "passed its analysis (90 rounds over 15m0s)")
+			assert.Contains(t, d.Text(), "error-rate passed 90/90, min 0.001 max 0.001 last 0.001")
 		}
 	}
-	assert.Equal(t, []int{30, 30, 30, 30, 30}, rounds)
+	assert.Equal(t, []int{90, 90, 90, 90, 90}, rounds)
+	assert.Equal(t, 5, h.watches, "one watch per stage")
 	for _, st := range res.Stages {
 		assert.Equal(t, "passed", st.Outcome, "stage %d", st.Number)
 		assert.Equal(t, 15*time.Minute, st.FinishedAt.Sub(st.StartedAt), "stage %d soak", st.Number)
@@ -223,8 +226,8 @@ func TestFailedAnalysisRollsBackInReverseOrder(t *testing.T) {
 	assert.Equal(t, record.PhaseRolledBack, res.Phase)
 	assert.Equal(t, []string{"deploy v2", "health", "traffic 1", "traffic 5", "traffic 25", "traffic 0", "rollback"}, h.target.Calls())
 	assert.Contains(t, res.Reason, "error-rate failed 1 time(s) in a row (0.052 > max 0.01)")
-	// The breach was seen at the first measurement of stage 3: 30 min + 30 s.
-	assert.Equal(t, 30*time.Minute+30*time.Second, h.elapsed().Round(time.Second))
+	// The breach was seen at the first measurement of stage 3: 30 min + 10 s.
+	assert.Equal(t, 30*time.Minute+10*time.Second, h.elapsed().Round(time.Second))
 	assert.Equal(t, 0, res.TrafficPercent)
 	assert.Equal(t, "rolled back", res.Stages[2].Outcome)
 	rb := decisionsOf(res, record.KindRollback)
@@ -251,7 +254,7 @@ func TestFailureLimitCountsConsecutiveFailures(t *testing.T) {
 	h.metrics.value = func(check string, percent, round int) (float64, error) {
 		// Stage 1 fails twice in a row, then recovers: below the limit, no rollback.
 		// Stage 2 fails from its 5th measurement on: rollback after the 3rd consecutive failure.
-		if check == "error-rate" && ((percent == 1 && round <= 2) || (percent == 5 && round >= 35)) {
+		if check == "error-rate" && ((percent == 1 && round <= 2) || (percent == 5 && round >= 95)) {
 			return 0.5, nil
 		}
 		return healthy(check, percent, round)
@@ -260,13 +263,13 @@ func TestFailureLimitCountsConsecutiveFailures(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, record.PhaseRolledBack, res.Phase)
 	assert.Contains(t, res.Reason, "error-rate failed 3 time(s) in a row")
-	assert.Equal(t, 15*time.Minute+(4+3)*30*time.Second, h.elapsed().Round(time.Second))
+	assert.Equal(t, 15*time.Minute+(4+3)*10*time.Second, h.elapsed().Round(time.Second))
 }
 
 func TestInconclusivePausesThenResume(t *testing.T) {
 	h := newHarness(t, baseSpec())
 	h.metrics.value = func(check string, percent, round int) (float64, error) {
-		if percent == 5 && round >= 31 && round <= 33 { // 3 rounds without data at stage 2
+		if percent == 5 && round >= 91 && round <= 93 { // 3 rounds without data at stage 2
 			return 0, errors.New("query returned no series")
 		}
 		return healthy(check, percent, round)
@@ -276,7 +279,7 @@ func TestInconclusivePausesThenResume(t *testing.T) {
 		st := h.status()
 		assert.Equal(t, record.PhasePaused, st.Phase)
 		assert.Equal(t, 5, st.TrafficPercent, "a pause keeps traffic where it is")
-		assert.Equal(t, 13*time.Minute+30*time.Second, st.Stage.SoakRemaining)
+		assert.Equal(t, 14*time.Minute+30*time.Second, st.Stage.SoakRemaining)
 		approve = h.update(Approve, ControlRequest{By: "dave"})
 		resume = h.update(Resume, ControlRequest{By: "dave", Comment: "Prometheus is back"})
 	})
@@ -286,8 +289,8 @@ func TestInconclusivePausesThenResume(t *testing.T) {
 	assert.Equal(t, "resume accepted", resume.accepted(t).Message)
 	assert.Equal(t, record.PhaseSucceeded, res.Phase)
 	assert.Equal(t, fullRelease, h.target.Calls())
-	// Paused from 16.5 min to 25 min; the soak clock stood still meanwhile.
-	assert.Equal(t, 75*time.Minute+8*time.Minute+30*time.Second, h.elapsed().Round(time.Second))
+	// Paused from 15.5 min to 25 min; the soak clock stood still meanwhile.
+	assert.Equal(t, 75*time.Minute+9*time.Minute+30*time.Second, h.elapsed().Round(time.Second))
 	paused := decisionsOf(res, record.KindAnalysis)
 	assert.True(t, containsAll(paused, "pausing for a human: analysis inconclusive: error-rate inconclusive 3 time(s) in a row"))
 }

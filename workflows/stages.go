@@ -43,7 +43,11 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 		}
 	}
 	r.notify(ctx, eventStageEntered, fmt.Sprintf("stage %d/%d: %d%% of traffic", i+1, len(r.spec.Stages), st.Percent), nil)
-	if err := r.soak(ctx, st); err != nil {
+	soak := r.soak
+	if r.watch && !r.spec.Analysis.Disabled {
+		soak = r.soakWatched
+	}
+	if err := soak(ctx, st); err != nil {
 		return err
 	}
 	r.status.Stages[i].FinishedAt = workflow.Now(ctx)
@@ -107,7 +111,8 @@ func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	return nil
 }
 
-// soak holds the stage for its soak time on durable timers, measuring every analysis interval. It returns
+// soak holds the stage for its soak time on durable timers, measuring every analysis interval (the
+// Measure rounds of releases started before changeWatchAnalysis; with analysis disabled, one timer). It returns
 // nil when the stage passed; errAnalysisFailed, or the context's error on abort or cancellation, otherwise.
 // A pause freezes the soak clock; a stage never passes unless its last measurement passed.
 func (r *release) soak(ctx workflow.Context, st spec.Stage) error {

@@ -378,3 +378,18 @@ func (c *call) Do(ctx context.Context, req *http.Request) (*http.Response, []byt
 	}
 	return resp, body, err
 }
+
+// GraphURL links query graphed over [from, to] in Prometheus' own UI (the worker's address for it: put
+// a Prometheus the people reading reports can reach in the address, or read the query off the report).
+func (p *provider) GraphURL(query string, from, to time.Time) string {
+	if query == "" || to.Before(from) {
+		return ""
+	}
+	window := max(to.Sub(from).Round(time.Second), time.Minute)
+	v := url.Values{}
+	v.Set("g0.expr", query)
+	v.Set("g0.tab", "0")
+	v.Set("g0.range_input", fmt.Sprintf("%ds", int64(window/time.Second)))
+	v.Set("g0.end_input", to.UTC().Format("2006-01-02 15:04:05"))
+	return p.address + "/graph?" + v.Encode()
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -460,5 +461,32 @@ func TestNewErrors(t *testing.T) {
 func TestNewDefaultsAddress(t *testing.T) {
 	if _, err := promprovider.New(promprovider.Config{}); err != nil {
 		t.Fatalf("New with an empty config: %v", err)
+	}
+}
+
+func TestGraphURLLinksTheQueryOverTheWindow(t *testing.T) {
+	m := newProvider(t, promprovider.Config{Address: "http://prom.example:9090/"})
+	g, ok := m.(providers.Grapher)
+	if !ok {
+		t.Fatal("the Prometheus source must link graphs")
+	}
+	from := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	u, err := url.Parse(g.GraphURL(`sum(rate(x{version="v2"}[1m]))`, from, from.Add(15*time.Minute)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	for _, c := range []struct{ got, want string }{
+		{u.Host, "prom.example:9090"}, {u.Path, "/graph"},
+		{q.Get("g0.expr"), `sum(rate(x{version="v2"}[1m]))`},
+		{q.Get("g0.range_input"), "900s"},
+		{q.Get("g0.end_input"), "2026-11-30 01:15:00"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+	if got := g.GraphURL("", from, from); got != "" {
+		t.Errorf("no query should give no link, got %q", got)
 	}
 }
