@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/shepherd-release/shepherd/config"
 	"github.com/shepherd-release/shepherd/internal/bench"
 )
 
@@ -49,6 +50,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	var out string
 	var scale bool
 	var releases, twoWorkers intList
+	var tuning string
 	cmd := &cobra.Command{
 		Use:   "bench [--out docs/BENCHMARKS.md] | bench --scale [--releases 100,500,1000] [--two-workers 1000]",
 		Short: "Measure rollback speed, or capacity (--scale), on a local stack and write the results as Markdown",
@@ -86,6 +88,13 @@ file (the rest is kept, and a plain bench --out keeps the scale section). Each p
 				sc.Releases, sc.TwoWorkers = releases, twoWorkers
 				if !cmd.Flags().Changed("releases") && !cmd.Flags().Changed("two-workers") {
 					sc.Releases, sc.TwoWorkers = []int{100, 500, 1000}, []int{1000}
+				}
+				if tuning != "" {
+					wc, err := config.Parse([]byte("worker: {" + tuning + "}"))
+					if err != nil {
+						return withHint(ExitUsage, fmt.Errorf("--tuning: %w", err), "give key: value pairs of the worker section, e.g. \"maxConcurrentActivities: 1000\"")
+					}
+					sc.Tuning = wc.Worker.Tuning()
 				}
 				if sc.Interval < time.Second {
 					return withHint(ExitUsage, fmt.Errorf("--interval %s", sc.Interval), "use 1s or more")
@@ -151,6 +160,7 @@ file (the rest is kept, and a plain bench --out keeps the scale section). Each p
 	f.DurationVar(&sc.Interval, "interval", 10*time.Second, "with --scale: the analysis interval of every release")
 	f.DurationVar(&sc.Window, "window", time.Minute, "with --scale: how long each point is measured once every release soaks")
 	f.IntVar(&sc.Aborts, "aborts", 10, "with --scale: releases aborted one at a time under load (and up to 5 idle)")
+	f.StringVar(&tuning, "tuning", "", `with --scale: the workers' tuning, as the worker section's keys ("workflowTaskPollers: 2, maxConcurrentActivities: 1000"); default the defaults`)
 	f.IntVar(&sc.Queries, "queries", 20, "with --scale: status queries timed during each window")
 	return cmd
 }
