@@ -139,8 +139,10 @@ type ScalePoint struct {
 	Measurements map[string]float64
 	// CPU in cores (CPU seconds per second of the window), by process: each worker, the server,
 	// PostgreSQL (postmaster and backends), Prometheus.
-	WorkerCPU                            []float64
-	ServerCPU, PostgresCPU, PromCPU      float64
+	WorkerCPU                       []float64
+	ServerCPU, PostgresCPU, PromCPU float64
+	// BenchCPU is this process's own: the metrics source Prometheus scrapes, the status queries.
+	BenchCPU                             float64
 	WorkerRSS, WorkerRSSIdle             []int64   // bytes at the window's end, and once polling before the load
 	ActivitySlotsFree, WorkflowSlotsFree []float64 // per worker at the window's end
 }
@@ -388,6 +390,7 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 	pt.ServerCPU = (after.server - before.server) / secs
 	pt.PostgresCPU = (after.postgres - before.postgres) / secs
 	pt.PromCPU = (after.prom - before.prom) / secs
+	pt.BenchCPU = (after.self - before.self) / secs
 	e.say("window done: worker CPU %s cores, server %.2f, PostgreSQL %.2f, Prometheus %.2f; lag p99 %s (%d rounds)",
 		floats(pt.WorkerCPU), pt.ServerCPU, pt.PostgresCPU, pt.PromCPU, pt.Lag.quantileText(0.99), pt.Lag.Count)
 
@@ -564,6 +567,7 @@ type stackSnapshot struct {
 	rss                    []int64
 	metrics                []families
 	server, postgres, prom float64
+	self                   float64
 }
 
 func (e *scaleEnv) snapshot(ws []*workerProc) (stackSnapshot, error) {
@@ -580,6 +584,7 @@ func (e *scaleEnv) snapshot(ws []*workerProc) (stackSnapshot, error) {
 	s.server = cpuSeconds(e.cluster.ServerPID(), true)
 	s.postgres = treeCPU(e.cluster.PostgresPID())
 	s.prom = cpuSeconds(e.prom.PID(), true)
+	s.self = cpuSeconds(os.Getpid(), false)
 	return s, nil
 }
 

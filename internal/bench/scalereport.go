@@ -134,8 +134,8 @@ func ScaleMarkdown(r ScaleResults) string {
 	}
 
 	b.WriteString("\n### Cost\n\n")
-	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Sum of these (of %d cores) | Load average before |\n", runtime.NumCPU())
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Bench process CPU | Sum of these (of %d cores) | Load average before |\n", runtime.NumCPU())
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		var rss []string
 		for i := range p.WorkerRSS {
@@ -145,11 +145,11 @@ func ScaleMarkdown(r ScaleResults) string {
 		for i := range p.ActivitySlotsFree {
 			slots = append(slots, fmt.Sprintf("%.0f / %.0f", p.ActivitySlotsFree[i], p.WorkflowSlotsFree[i]))
 		}
-		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU + p.BenchCPU
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
 			p.Workers, p.Soaking, p.Ramp.Round(time.Second), floats(p.WorkerCPU), durText(p.cpuPerReleaseMinute()),
 			strings.Join(rss, ", "), bytesText(p.rssPerRelease()), strings.Join(slots, ", "),
-			p.ServerCPU, p.PostgresCPU, p.PromCPU, sum, p.LoadBefore)
+			p.ServerCPU, p.PostgresCPU, p.PromCPU, p.BenchCPU, sum, p.LoadBefore)
 	}
 	b.WriteString("\n" + saturation(r) + "\n")
 	fmt.Fprintf(&b, "\n| Stack | |\n|---|---|\n| Temporal server | %s (all services in one process, 4 history shards) |\n| PostgreSQL | %s |\n| Prometheus | %s |\n| Machine | %d CPUs, %s, %s |\n\n",
@@ -173,7 +173,7 @@ func saturation(r ScaleResults) string {
 			names = append(names, k)
 		}
 		slices.SortFunc(names, func(a, b string) int { return int(math.Copysign(1, parts[b]-parts[a])) })
-		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU
+		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU + p.BenchCPU
 		var signs []string
 		if p.Lag.Count > 0 && p.Lag.quantile(0.99) >= 1 {
 			signs = append(signs, "analysis lag p99 ≥ 1 s")
