@@ -21,6 +21,7 @@ type configReport struct {
 	Providers map[string]map[string]described `json:"providers"`
 	ReportDir string                          `json:"reportDir,omitempty"`
 	Approvals bool                            `json:"approvals"`
+	Worker    config.Tuning                   `json:"worker"`
 }
 
 type described struct {
@@ -48,7 +49,7 @@ reported with their field paths; the exit code is 2 when there is one.`,
 				return err
 			}
 			rep := configReport{File: file, Providers: map[string]map[string]described{}, ReportDir: p.ReportDir,
-				Approvals: p.Approvals != nil}
+				Approvals: p.Approvals != nil, Worker: p.Tuning}
 			for section, descs := range p.Descriptions {
 				rep.Providers[section] = map[string]described{}
 				for name, d := range descs {
@@ -80,7 +81,7 @@ reported with their field paths; the exit code is 2 when there is one.`,
 			if rep.Approvals {
 				approvals = "configured"
 			}
-			fmt.Fprintf(g.stdout, "\nReports: %s\nApproval policy: %s\n", orDefault(rep.ReportDir, "the worker's --report-dir"), approvals)
+			fmt.Fprintf(g.stdout, "\nReports: %s\nApproval policy: %s\nWorker tuning: %s\n", orDefault(rep.ReportDir, "the worker's --report-dir"), approvals, rep.Worker)
 			return nil
 		},
 	}
