@@ -188,7 +188,7 @@ func TestHistoryStaysWithinItsEstimate(t *testing.T) {
 	d := s.WithDefaults()
 	events := len(e.history(t, id, "").Events)
 	est := d.HistoryEstimate()
-	t.Logf("history: %d events for %d analysis rounds; estimate %d", events, d.AnalysisRounds(), est)
+	t.Logf("history: %d events; estimate %d", events, est)
 	if events > est {
 		t.Errorf("the history has %d events, more than the estimate %d: the validator's bound is not safe", events, est)
 	}
