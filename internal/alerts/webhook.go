@@ -109,7 +109,13 @@ type Handler struct {
 	ObserveRequest func(code int)
 	// Logger receives one line per refused request and per alert acted on; nil discards. Tokens are
 	// never logged.
-	Logger *slog.Logger
+	Logger Logger
+}
+
+// Logger is what Handler logs to: a *slog.Logger or the Temporal SDK's log.Logger.
+type Logger interface {
+	Info(msg string, keyvals ...any)
+	Warn(msg string, keyvals ...any)
 }
 
 // Response is the answer to a notification.
@@ -137,7 +143,7 @@ type Result struct {
 	Phase   string `json:"phase,omitempty"`
 }
 
-func (h *Handler) logger() *slog.Logger {
+func (h *Handler) logger() Logger {
 	if h.Logger != nil {
 		return h.Logger
 	}
