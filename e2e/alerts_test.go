@@ -46,8 +46,8 @@ func amAlert(status string, startsAt time.Time, labels ...string) map[string]any
 	}
 	return map[string]any{
 		"status": status, "labels": l,
-		"annotations":  map[string]string{"summary": "5xx ratio above 5% for 1m", "runbook_url": "https://runbooks/e2e"},
-		"startsAt":     startsAt.UTC().Format(time.RFC3339Nano), "endsAt": endsAt,
+		"annotations": map[string]string{"summary": "5xx ratio above 5% for 1m", "runbook_url": "https://runbooks/e2e"},
+		"startsAt":    startsAt.UTC().Format(time.RFC3339Nano), "endsAt": endsAt,
 		"generatorURL": "http://prometheus:9090/graph?g0.expr=x", "fingerprint": "e2e0c0ffee",
 	}
 }

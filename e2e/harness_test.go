@@ -49,8 +49,8 @@ const (
 
 // workerProc is a `shepherd worker` running as its own OS process.
 type workerProc struct {
-	cmd  *exec.Cmd
-	log  string
+	cmd *exec.Cmd
+	log string
 	// addr is the host:port of its HTTP server (/metrics, /healthz, /readyz, the alert webhook).
 	addr string
 	done chan struct{}
