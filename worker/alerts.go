@@ -151,7 +151,7 @@ type temporalReleases struct {
 }
 
 func (t *temporalReleases) Describe(ctx context.Context, service, environment string) (alerts.Release, error) {
-	resp, err := t.c.DescribeWorkflowExecution(ctx, spec.WorkflowID(service, environment), "")
+	d, err := t.c.DescribeWorkflow(ctx, spec.WorkflowID(service, environment), "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
 		return alerts.Release{}, nil
@@ -159,11 +159,10 @@ func (t *temporalReleases) Describe(ctx context.Context, service, environment st
 	if err != nil {
 		return alerts.Release{}, fmt.Errorf("describing the release of %s in %s: %w", service, environment, err)
 	}
-	info := resp.GetWorkflowExecutionInfo()
-	if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+	if d.Status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return alerts.Release{}, nil
 	}
-	return alerts.Release{Running: true, RunID: info.GetExecution().GetRunId(), StartTime: info.GetStartTime().AsTime()}, nil
+	return alerts.Release{Running: true, RunID: d.WorkflowExecution.RunID, StartTime: d.WorkflowStartTime}, nil
 }
 
 func (t *temporalReleases) Abort(ctx context.Context, r alerts.AbortRequest) (alerts.AbortResult, error) {
