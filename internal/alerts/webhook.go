@@ -107,9 +107,34 @@ type Handler struct {
 	Observe func(environment string, outcome Outcome)
 	// ObserveRequest, optional, counts each request by its status code.
 	ObserveRequest func(code int)
-	// Logger receives one line per refused request and per alert acted on; nil discards. Tokens are
-	// never logged.
+	// Logger receives a line per alert acted on and, at most every refusalLogEvery, one for refused
+	// requests (all are counted by ObserveRequest); nil discards. Tokens are never logged.
 	Logger Logger
+
+	refusals refusalLog
+}
+
+// refusalLogEvery bounds how often refused requests are logged, so a client guessing tokens cannot
+// flood the worker's log.
+const refusalLogEvery = 10 * time.Second
+
+// refusalLog counts refused requests and says when one may be logged.
+type refusalLog struct {
+	mu     sync.Mutex
+	last   time.Time
+	counts int
+}
+
+// note counts a refusal; ok says to log it now, with n the refusals since the last line (this one included).
+func (l *refusalLog) note(now time.Time) (n int, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.counts++
+	if !l.last.IsZero() && now.Sub(l.last) < refusalLogEvery {
+		return 0, false
+	}
+	n, l.last, l.counts = l.counts, now, 0
+	return n, true
 }
 
 // Logger is what Handler logs to: a *slog.Logger or the Temporal SDK's log.Logger.
@@ -183,12 +208,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.authorized(r) {
-		h.logger().Warn("alert webhook: request refused: missing or wrong bearer token", "remote", r.RemoteAddr)
+		if n, ok := h.refusals.note(time.Now()); ok {
+			h.logger().Warn("alert webhook: request refused: missing or wrong bearer token", "remote", r.RemoteAddr, "refusedSinceLastLog", n)
+		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="shepherd alerts"`)
 		h.reply(w, http.StatusUnauthorized, Response{Error: "missing or wrong bearer token: give Alertmanager the token of " +
 			"alerts.webhook (http_config.authorization.credentials_file)"})
 		return
 	}
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	// The server bounds the headers; the body gets the notification's time bound (a server that cannot
+	// set deadlines leaves it to MaxBodyBytes and the server's own timeouts).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -209,10 +243,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.reply(w, http.StatusBadRequest, Response{Error: err.Error()})
 		return
-	}
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()

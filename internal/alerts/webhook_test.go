@@ -328,3 +328,20 @@ func TestParseAlertmanagerNotification(t *testing.T) {
 }
 
 func newTextLogger(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// Refused requests are logged at most every refusalLogEvery, with how many there were.
+func TestRefusalsLogBounded(t *testing.T) {
+	var l refusalLog
+	now := released
+	if n, ok := l.note(now); !ok || n != 1 {
+		t.Fatalf("first refusal: %d %v", n, ok)
+	}
+	for i := range 100 {
+		if _, ok := l.note(now.Add(time.Duration(i) * time.Millisecond)); ok {
+			t.Fatalf("refusal %d logged within %s of the last line", i, refusalLogEvery)
+		}
+	}
+	if n, ok := l.note(now.Add(refusalLogEvery)); !ok || n != 101 {
+		t.Errorf("after %s: %d %v, want 101 true", refusalLogEvery, n, ok)
+	}
+}
