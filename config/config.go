@@ -67,6 +67,9 @@ type Config struct {
 	Approvals *Approvals `json:"approvals,omitempty"`
 	// Worker tunes this worker process's pollers, task slots and workflow cache; default DefaultTuning.
 	Worker *Worker `json:"worker,omitempty"`
+	// Alerts configures the alert-driven abort: an Alertmanager webhook on the worker's HTTP server.
+	// Off unless alerts.webhook is given.
+	Alerts *Alerts `json:"alerts,omitempty"`
 }
 
 // Approvals configures the verification of approvals (package approvals).
@@ -89,6 +92,90 @@ type Approvals struct {
 	// SignedResume makes resume (after a person's pause or inconclusive analysis) need a signature outside
 	// UnsignedEnvironments, like an approval. Pause and abort never need one.
 	SignedResume bool `json:"signedResume,omitempty"`
+}
+
+// Alerts configures what the worker does with alerts from Alertmanager.
+type Alerts struct {
+	// Webhook, when given, serves an Alertmanager webhook receiver on the worker's HTTP server (the one
+	// serving /metrics, --metrics-addr) that aborts the running release named by a firing alert's labels.
+	Webhook *AlertWebhook `json:"webhook,omitempty"`
+}
+
+// AlertWebhook is the Alertmanager webhook receiver that aborts releases (docs/operations.md#alerts).
+type AlertWebhook struct {
+	// Path is where the receiver listens (POST); default DefaultAlertPath.
+	Path string `json:"path,omitempty"`
+	// TokenFile is a file on the worker holding the bearer token Alertmanager must send
+	// (http_config.authorization.credentials_file on its side). Exactly one of TokenFile and TokenEnv.
+	TokenFile string `json:"tokenFile,omitempty"`
+	// TokenEnv names an environment variable of the worker holding the bearer token.
+	TokenEnv string `json:"tokenEnv,omitempty"`
+	// ServiceLabel and EnvironmentLabel are the alert labels that name the release; default "service"
+	// and "environment".
+	ServiceLabel     string `json:"serviceLabel,omitempty"`
+	EnvironmentLabel string `json:"environmentLabel,omitempty"`
+	// SigningKeyFile, optional, is an unencrypted OpenSSH private key the worker signs each alert-driven
+	// abort with; when its public key is in approvals.allowedSigners, the release verifies the signature
+	// (in its VerifyControl activity) and records the abort as signed by that key's principal rather than
+	// as unverified.
+	SigningKeyFile string `json:"signingKeyFile,omitempty"`
+}
+
+// Defaults of the alert webhook.
+const (
+	DefaultAlertPath             = "/alerts/abort"
+	DefaultAlertServiceLabel     = "service"
+	DefaultAlertEnvironmentLabel = "environment"
+)
+
+// WithDefaults returns w with every default filled in.
+func (w AlertWebhook) WithDefaults() AlertWebhook {
+	if w.Path == "" {
+		w.Path = DefaultAlertPath
+	}
+	if w.ServiceLabel == "" {
+		w.ServiceLabel = DefaultAlertServiceLabel
+	}
+	if w.EnvironmentLabel == "" {
+		w.EnvironmentLabel = DefaultAlertEnvironmentLabel
+	}
+	return w
+}
+
+var (
+	labelNameRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	alertPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+	// reservedPaths are served by the worker's HTTP server already.
+	reservedPaths = []string{"/metrics", "/healthz", "/readyz"}
+)
+
+func checkAlerts(p *Problems, a *Alerts) {
+	if a == nil || a.Webhook == nil {
+		return
+	}
+	w := a.Webhook.WithDefaults()
+	const path = "alerts.webhook"
+	if len(w.Path) > 128 || !alertPathRE.MatchString(w.Path) || slices.Contains(reservedPaths, w.Path) {
+		p.Add(path+".path", "%q must be an absolute URL path of letters, digits and '.', '_', '~', '-' (at most 128 bytes), "+
+			"other than %s", w.Path, strings.Join(reservedPaths, ", "))
+	}
+	switch {
+	case w.TokenFile == "" && w.TokenEnv == "":
+		p.Add(path, "a bearer token is required: give tokenFile (a file on the worker) or tokenEnv (an environment variable), "+
+			"and the same token to Alertmanager (http_config.authorization.credentials_file)")
+	case w.TokenFile != "" && w.TokenEnv != "":
+		p.Add(path, "give one of tokenFile and tokenEnv, not both")
+	}
+	for _, l := range [][2]string{{"serviceLabel", w.ServiceLabel}, {"environmentLabel", w.EnvironmentLabel}} {
+		if len(l[1]) > 128 || !labelNameRE.MatchString(l[1]) {
+			p.Add(path+"."+l[0], "%q is not a Prometheus label name", l[1])
+		}
+	}
+	if w.ServiceLabel == w.EnvironmentLabel {
+		p.Add(path, "serviceLabel and environmentLabel are both %q; they must differ", w.ServiceLabel)
+	}
+	settings, _ := json.Marshal(a.Webhook)
+	checkCredentialSources(p, path, settings)
 }
 
 // Provider is one named provider: its type and the settings of that type, as written. The worker decodes
@@ -231,7 +318,7 @@ func Parse(data []byte) (Config, error) {
 	if err := dec.Decode(&c); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "json: ")
 		if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports, approvals, worker)"
+			msg = "unknown key " + f + " (the sections are targets, metrics, notifications, flags, repositories, prechecks, reports, approvals, alerts, worker)"
 		}
 		return Config{}, errors.New(msg)
 	}
@@ -285,6 +372,7 @@ func (c Config) Validate() error {
 		}
 	}
 	c.Worker.validate(&p)
+	checkAlerts(&p, c.Alerts)
 	return p.Err()
 }
 

@@ -139,3 +139,38 @@ targets:
 		t.Errorf("problems at %v, want %v (%v)", paths, want, err)
 	}
 }
+
+func TestAlertWebhookIsOffUnlessGivenAndChecked(t *testing.T) {
+	c, err := config.Parse([]byte(sample))
+	if err != nil || c.Alerts != nil {
+		t.Fatalf("a configuration without alerts: %+v, %v; want no webhook", c.Alerts, err)
+	}
+	c, err = config.Parse([]byte("alerts: {webhook: {tokenFile: /etc/shepherd/am-token}}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Alerts.Webhook.WithDefaults()
+	if w.Path != "/alerts/abort" || w.ServiceLabel != "service" || w.EnvironmentLabel != "environment" {
+		t.Errorf("defaults: %+v", w)
+	}
+	for name, tc := range map[string]struct{ doc, want string }{
+		"no token":       {"alerts: {webhook: {}}", "alerts.webhook: a bearer token is required"},
+		"two tokens":     {"alerts: {webhook: {tokenFile: /t, tokenEnv: T}}", "give one of tokenFile and tokenEnv"},
+		"temporal token": {"alerts: {webhook: {tokenEnv: TEMPORAL_API_KEY}}", "names the worker's own Temporal credential"},
+		"reserved path":  {"alerts: {webhook: {tokenEnv: T, path: /metrics}}", "alerts.webhook.path"},
+		"relative path":  {"alerts: {webhook: {tokenEnv: T, path: abort}}", "alerts.webhook.path"},
+		"bad label":      {"alerts: {webhook: {tokenEnv: T, serviceLabel: app-name}}", "alerts.webhook.serviceLabel"},
+		"same labels":    {"alerts: {webhook: {tokenEnv: T, serviceLabel: env, environmentLabel: env}}", "they must differ"},
+		"unknown key":    {"alerts: {webhook: {tokenEnv: T, token: s3cret}}", `unknown key "token"`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("the error repeats the value of an unknown key: %v", err)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -188,12 +189,57 @@ func TestHistoryStaysWithinItsEstimate(t *testing.T) {
 	d := s.WithDefaults()
 	events := len(e.history(t, id, "").Events)
 	est := d.HistoryEstimate()
-	t.Logf("history: %d events for %d analysis rounds; estimate %d", events, d.AnalysisRounds(), est)
+	t.Logf("history: %d events; estimate %d", events, est)
 	if events > est {
 		t.Errorf("the history has %d events, more than the estimate %d: the validator's bound is not safe", events, est)
 	}
 	if events < est*6/10 {
 		t.Errorf("the history has %d events, far below the estimate %d: the estimate is too loose to be useful", events, est)
+	}
+}
+
+// TestDefaultReleaseHistoryIsSmallAtAnySoakLength: the default plan (five stages, two checks against a
+// real Prometheus, default limits) records the same number of history events whether its stages soak 2 s
+// or 8 s at a 1 s interval (2 or 8 measurements per stage): each stage is one watch activity, so a 15-minute
+// or a 24-hour soak records the same count too. The count is at most 300.
+func TestDefaultReleaseHistoryIsSmallAtAnySoakLength(t *testing.T) {
+	t.Parallel()
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{ScrapeInterval: time.Second})
+	limit := 0.01
+	events := map[time.Duration]int{}
+	for _, soak := range []time.Duration{2 * time.Second, 8 * time.Second} {
+		svc := fmt.Sprintf("e2e-history-soak-%ds", int(soak.Seconds()))
+		e, id, _ := newReleaseEnv(t, svc)
+		e.provide("metrics", "prom", map[string]any{"type": "prometheus", "address": prom})
+		s := execRelease(svc)
+		s.Stages = nil // the default five stages, with their soak shortened
+		for _, p := range []int{1, 5, 25, 50, 100} {
+			s.Stages = append(s.Stages, stage(p, soak))
+		}
+		s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Source: "prom",
+			Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}, {Name: "latency", Query: "vector(0.002)", Max: &limit}}}
+		wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
+		res := e.waitResult(svc, 2*time.Minute)
+		if res.Phase != record.PhaseSucceeded {
+			t.Fatalf("soak %s: %s", soak, describe(res))
+		}
+		measured := 0
+		for _, d := range res.Decisions {
+			if d.Evidence != nil {
+				measured += d.Evidence.Rounds
+			}
+		}
+		events[soak] = len(e.history(t, id, "").Events)
+		t.Logf("soak %s per stage: %d measurements of every check, %d history events", soak, measured, events[soak])
+		if measured < 5*int(soak/time.Second) {
+			t.Errorf("soak %s: %d rounds measured, want at least %d", soak, measured, 5*int(soak/time.Second))
+		}
+	}
+	if events[2*time.Second] != events[8*time.Second] {
+		t.Errorf("history grew with the soak: %d events at 2 s, %d at 8 s", events[2*time.Second], events[8*time.Second])
+	}
+	if n := events[8*time.Second]; n > 300 {
+		t.Errorf("the default release recorded %d history events, more than 300", n)
 	}
 }
 

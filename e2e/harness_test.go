@@ -49,8 +49,10 @@ const (
 
 // workerProc is a `shepherd worker` running as its own OS process.
 type workerProc struct {
-	cmd  *exec.Cmd
-	log  string
+	cmd *exec.Cmd
+	log string
+	// addr is the host:port of its HTTP server (/metrics, /healthz, /readyz, the alert webhook).
+	addr string
 	done chan struct{}
 	err  error // set when done is closed
 }
@@ -91,8 +93,9 @@ func (e *tenv) startWorkerWith(stateDir string, wrap, env []string) *workerProc 
 	if err != nil {
 		t.Fatal(err)
 	}
+	w.addr = "127.0.0.1:" + strconv.Itoa(port)
 	args := append(slices.Clone(wrap), e.shepherd, "worker", "--config", cfgFile, "--log-format", "console", "--state-dir", stateDir,
-		"--report-dir", filepath.Join(stateDir, "reports"), "--metrics-addr", "127.0.0.1:"+strconv.Itoa(port))
+		"--report-dir", filepath.Join(stateDir, "reports"), "--metrics-addr", w.addr)
 	w.cmd = exec.Command(args[0], args[1:]...)
 	w.cmd.Env = e.childEnv(env...)
 	w.cmd.Stdout, w.cmd.Stderr = f, f

@@ -119,18 +119,26 @@ func (e *tenv) webhookChannel(url string) string {
 	return "hooks"
 }
 
-// rounds counts the analysis rounds in the decision log whose every measurement had the verdict; a
-// decision that folds several rounds with the same outcome counts them all.
+// rounds counts the analysis rounds in which every check had the verdict, from each stage's evidence
+// (the least count over the checks: a lower bound when checks differed in different rounds).
 func rounds(st record.Status, v record.Verdict) int {
 	n := 0
 	for _, d := range st.Decisions {
-		if d.Kind != record.KindAnalysis || len(d.Measurements) == 0 {
+		if d.Kind != record.KindAnalysis || d.Evidence == nil || len(d.Evidence.Checks) == 0 {
 			continue
 		}
-		if slices.ContainsFunc(d.Measurements, func(m record.Measurement) bool { return m.Verdict != v }) {
-			continue
+		least := d.Evidence.Rounds
+		for _, c := range d.Evidence.Checks {
+			switch v {
+			case record.Pass:
+				least = min(least, c.Passed)
+			case record.Fail:
+				least = min(least, c.Failed)
+			default:
+				least = min(least, c.Inconclusive)
+			}
 		}
-		n += max(d.Rounds, 1)
+		n += least
 	}
 	return n
 }

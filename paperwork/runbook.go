@@ -272,7 +272,7 @@ func (b *runbook) diagnosis() {
 		fmt.Sprintf("temporal workflow stack --workflow-id %s   # where the workflow waits (needs a worker)", b.wf),
 	)
 	acts := []string{workflows.ActivityPreflight, workflows.ActivityPrecheck, workflows.ActivityDeploy, workflows.ActivityHealth,
-		workflows.ActivitySetTraffic, workflows.ActivitySetFlags, workflows.ActivityMeasure, workflows.ActivityPromote,
+		workflows.ActivitySetTraffic, workflows.ActivitySetFlags, workflows.ActivityWatchStage, workflows.ActivityPromote,
 		workflows.ActivityRollback, workflows.ActivityNotify, workflows.ActivityTag, workflows.ActivityArchive}
 	for i, a := range acts {
 		acts[i] = code(a)
@@ -280,7 +280,9 @@ func (b *runbook) diagnosis() {
 	target := "target " + code(d.Target) + ": " + cell(b.w.of(config.SectionTargets, d.Target).Summary)
 	m.para("Activity types: %s. A rising attempt count with a transport error is a retrying step: fix what it talks "+
 		"to (%s) and the next attempt succeeds. To give up, abort: the rollback runs. A stuck `SetTraffic` to 0 or "+
-		"`RemoveCanary` while `RollingBack` means the rollback itself is stuck: see *Rollback failed*.", strings.Join(acts, ", "), target)
+		"`RemoveCanary` while `RollingBack` means the rollback itself is stuck: see *Rollback failed*. `"+
+		workflows.ActivityWatchStage+"` runs for a whole soak by design: its heartbeat details show its progress "+
+		"(rounds, soak done, each check's last value); only a rising attempt count there means trouble.", strings.Join(acts, ", "), target)
 
 	m.heading(3, "Search attribute missing")
 	m.para("Symptoms: `shepherd worker` refuses to start naming the missing attributes, or releases stall in their " +

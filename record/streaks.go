@@ -33,8 +33,12 @@ func (s *Streaks) Reset() {
 // "" when something is off but below its limit (keep soaking; the stage cannot pass on this round).
 // Failure wins over inconclusive: an SLO breach must roll back even when another check has no data.
 func (s *Streaks) Observe(ms []Measurement) (Verdict, string) {
-	if s.Failures == nil || s.Inconclusive == nil {
-		s.Reset()
+	// Counts that travelled as JSON lose their empty maps (omitempty): keep whichever came back.
+	if s.Failures == nil {
+		s.Failures = map[string]int{}
+	}
+	if s.Inconclusive == nil {
+		s.Inconclusive = map[string]int{}
 	}
 	var failed, undecided []string
 	allPass := true

@@ -20,6 +20,7 @@ func renderMarkdown(res record.Result, spec json.RawMessage) []byte {
 	w.summary(res)
 	w.plan(res)
 	w.timeline(res, "## Timeline")
+	w.stageEvidence(res)
 	w.measurements(res)
 	w.approvals(res)
 	if len(spec) > 0 {
@@ -202,6 +203,47 @@ func (w *mdWriter) timeline(res record.Result, heading string) {
 	w.table([]string{"Time", "T+", "Phase", "Stage", "Kind", "By", "What happened"}, "-r-r", rows)
 }
 
+// stageEvidence is each watch of a stage: every measurement counted, each check's range, and a link to the
+// check's query graphed over the stage's window.
+func (w *mdWriter) stageEvidence(res record.Result) {
+	var evs []*record.StageEvidence
+	for _, d := range res.Decisions {
+		if d.Evidence != nil {
+			evs = append(evs, d.Evidence)
+		}
+	}
+	if len(evs) == 0 {
+		return
+	}
+	w.line("## Analysis by stage")
+	w.blank()
+	for _, ev := range evs {
+		w.line("Stage %d, %s–%s UTC: %d rounds.", ev.Stage, clock(ev.From), clock(ev.To), ev.Rounds)
+		w.blank()
+		rows := make([][]string, len(ev.Checks))
+		for i, c := range ev.Checks {
+			graph := "—"
+			if c.Graph != "" {
+				graph = "[graph](" + c.Graph + ")"
+			}
+			rows[i] = []string{c.Check, fmt.Sprint(c.Measurements), fmt.Sprint(c.Passed), fmt.Sprint(c.Failed),
+				fmt.Sprint(c.Inconclusive), number(c.Min), number(c.Max), number(c.Last), graph}
+		}
+		w.table([]string{"Check", "Measured", "Passed", "Failed", "Inconclusive", "Min", "Max", "Last", "Query over the stage"}, "-rrrrrrr-", rows)
+		if ev.NotableDropped > 0 {
+			w.line("%d more failed or inconclusive measurements are counted above but not listed below.", ev.NotableDropped)
+			w.blank()
+		}
+	}
+}
+
+func number(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return record.Exact(*v)
+}
+
 func (w *mdWriter) measurements(res record.Result) {
 	w.line("## Measurements")
 	w.blank()
@@ -282,6 +324,11 @@ func allMeasurements(res record.Result) []record.Measurement {
 		out = append(out, m)
 	}
 	for _, d := range res.Decisions {
+		if d.Evidence != nil {
+			for _, m := range d.Evidence.Notable {
+				add(m)
+			}
+		}
 		for _, m := range d.Measurements {
 			add(m)
 		}

@@ -63,6 +63,8 @@ type Providers struct {
 	ReportDir string
 	// Approvals is the approval policy (the configuration's approvals); nil when none is configured.
 	Approvals *approvals.Policy
+	// Alerts is the alert webhook (the configuration's alerts.webhook); nil when it is off.
+	Alerts *AlertWebhook
 	// Descriptions describe every provider, by section and name, for paperwork.
 	Descriptions map[string]map[string]providers.Description
 	// Tuning is the configuration's worker section, defaults applied (Config.Tuning of Run).
@@ -113,6 +115,7 @@ func Build(cfg config.Config, opts BuildOptions) (*Providers, error) {
 	out.Notifications = buildSection(&p, config.SectionNotifications, cfg.Notifications, notificationTypes, opts, describe)
 	out.Repositories = buildSection(&p, config.SectionRepositories, cfg.Repositories, repositoryTypes, opts, describe)
 	out.Approvals = buildApprovals(&p, cfg.Approvals)
+	out.Alerts = buildAlertWebhook(&p, cfg.Alerts, opts.CheckSecrets)
 	if err := p.Err(); err != nil {
 		return nil, err
 	}

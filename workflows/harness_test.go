@@ -209,7 +209,7 @@ func (h *harness) watchInWorkflowTime() {
 		mu.Lock()
 		defer mu.Unlock()
 		clock := &virtualClock{now: h.env.Now()}
-		acts := h.acts.WithClock(clock)
+		acts := activities.WithClock(h.acts, clock)
 		res, resErr = acts.WatchStage(context.Background(), next)
 		return clock.waited
 	}).Return(func(context.Context, activities.WatchInput) (activities.WatchResult, error) {

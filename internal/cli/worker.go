@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -194,6 +195,10 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 		"targets", providers.Targets.Names(), "metrics", providers.Metrics.Names(), "stateDir", f.stateDir,
 		"reportDir", providers.ReportDir, "metricsAddr", f.metricsAddr, "tuning", providers.Tuning.String())
 
+	if providers.Alerts != nil && (f.metricsAddr == "off" || f.metricsAddr == "") {
+		return withHint(ExitUsage, errors.New("alerts.webhook is configured but the worker's HTTP server is off (--metrics-addr off)"),
+			"give --metrics-addr an address Alertmanager can reach, or remove alerts.webhook from the configuration")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var polling atomic.Bool
@@ -206,7 +211,14 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 				"another worker on this host? give each its own --metrics-addr, or --metrics-addr off")
 		}
 		served = make(chan error, 1)
-		srv := &observe.Server{Addr: f.metricsAddr, Gatherer: tel.Registry,
+		httpLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		var routes map[string]http.Handler
+		if a := providers.Alerts; a != nil {
+			routes = map[string]http.Handler{a.Pattern(): a.Handler(c, tel.Engine, logger)}
+			logger.Info("Alert webhook enabled", "addr", f.metricsAddr, "path", a.Path, "serviceLabel", a.Labels.Service,
+				"environmentLabel", a.Labels.Environment, "signed", a.Signed())
+		}
+		srv := &observe.Server{Routes: routes, Addr: f.metricsAddr, Gatherer: tel.Registry,
 			Ready: observe.AllReady(
 				func(ctx context.Context) error {
 					if !polling.Load() {
@@ -218,7 +230,7 @@ func runWorker(ctx context.Context, logger sdklog.Logger, f workerFlags, onReady
 					_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
 					return err
 				}),
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+			Logger: httpLog}
 		go func() { served <- srv.Serve(ctx, ln) }()
 		go func() {
 			_ = tel.Engine.RunScanner(ctx, 15*time.Second, func(ctx context.Context) ([]observe.ActiveRelease, error) {

@@ -30,6 +30,8 @@ const (
 	MetricRollbackTrafficRestore = "shepherd_rollback_traffic_restored_seconds"
 	MetricApprovalWait           = "shepherd_approval_wait_seconds"
 	MetricAnalysisLag            = "shepherd_analysis_lag_seconds"
+	MetricAlertAborts            = "shepherd_alert_aborts_total"
+	MetricAlertRequests          = "shepherd_alert_webhook_requests_total"
 )
 
 // MetricNames lists every engine metric name, as exposed (counters with _total, histograms by base name).
@@ -37,7 +39,7 @@ var MetricNames = []string{
 	MetricReleasesStarted, MetricReleasesFinished, MetricActiveReleases, MetricReleasePhaseEntered,
 	MetricReleaseTrafficPercent, MetricActiveReleasesUpdated, MetricActiveReleasesScanErrs,
 	MetricAnalysisMeasurements, MetricStageDuration, MetricRollbacks, MetricRollbackDuration,
-	MetricRollbackTrafficRestore, MetricApprovalWait, MetricAnalysisLag,
+	MetricRollbackTrafficRestore, MetricApprovalWait, MetricAnalysisLag, MetricAlertAborts, MetricAlertRequests,
 }
 
 // Values of the enumerated labels. Any other value is recorded as LabelUnknown, so a typo or a new
@@ -53,6 +55,14 @@ const (
 
 	RollbackSucceeded = "succeeded"
 	RollbackFailed    = "failed"
+
+	// Outcomes of an alert sent to the alert webhook (internal/alerts.Outcomes).
+	AlertAborted            = "aborted"
+	AlertAlreadyRollingBack = "already_rolling_back"
+	AlertNoActiveRelease    = "no_active_release"
+	AlertRejected           = "rejected"
+	AlertIgnored            = "ignored"
+	AlertUnavailable        = "unavailable"
 
 	// LabelUnknown replaces an enumerated label value that is not one of the documented ones.
 	LabelUnknown = "unknown"
@@ -70,6 +80,10 @@ var (
 	stageValues = []string{StagePassed, StageRolledBack, StageAborted}
 	apprValues  = []string{ApprovalApproved, ApprovalTimedOut, ApprovalAborted}
 	rbValues    = []string{RollbackSucceeded, RollbackFailed}
+	// AlertOutcomes are the values of shepherd_alert_aborts_total's outcome label.
+	AlertOutcomes = []string{AlertAborted, AlertAlreadyRollingBack, AlertNoActiveRelease, AlertRejected, AlertIgnored, AlertUnavailable}
+	// AlertRequestCodes are the values of shepherd_alert_webhook_requests_total's code label.
+	AlertRequestCodes = []string{"200", "400", "401", "405", "413", "503"}
 )
 
 // Histogram buckets, in seconds, chosen for what each histogram measures.
@@ -119,6 +133,8 @@ type EngineMetrics struct {
 	restored     *prometheus.HistogramVec
 	approval     *prometheus.HistogramVec
 	lag          *prometheus.HistogramVec
+	alertAborts  *prometheus.CounterVec
+	alertReqs    *prometheus.CounterVec
 	live         *liveCollector
 
 	mu      sync.Mutex
@@ -183,6 +199,14 @@ func NewEngineMetrics(reg prometheus.Registerer, opts EngineOptions) (*EngineMet
 			Help:    "How late each analysis round started compared with its schedule (one per round of a stage's watch).",
 			Buckets: AnalysisLagBuckets,
 		}, []string{"environment"}),
+		alertAborts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricAlertAborts,
+			Help: "Alerts received on the alert webhook, by environment and outcome (aborted, already_rolling_back, no_active_release, rejected, ignored, unavailable).",
+		}, []string{"environment", "outcome"}),
+		alertReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricAlertRequests,
+			Help: "Requests to the alert webhook, by HTTP status code (401: wrong or missing token; 503: Temporal unreachable, Alertmanager retries).",
+		}, []string{"code"}),
 		live:    newLiveCollector(),
 		keys:    map[releaseKey]bool{},
 		envs:    map[string]bool{},
@@ -190,7 +214,7 @@ func NewEngineMetrics(reg prometheus.Registerer, opts EngineOptions) (*EngineMet
 	}
 	for _, c := range []prometheus.Collector{
 		m.started, m.finished, m.measurements, m.rollbacks, m.scanErrors,
-		m.stage, m.rollbackDur, m.restored, m.approval, m.lag, m.live,
+		m.stage, m.rollbackDur, m.restored, m.approval, m.lag, m.alertAborts, m.alertReqs, m.live,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("observe: registering engine metrics: %w", err)
@@ -258,6 +282,23 @@ func phaseLabel(p record.Phase, allowed []record.Phase) string {
 		}
 	}
 	return LabelUnknown
+}
+
+// ObserveAlert counts one alert received on the alert webhook by what became of it; an environment of
+// "" (an alert without one) is recorded as unknown.
+func (m *EngineMetrics) ObserveAlert(environment, outcome string) {
+	if m == nil {
+		return
+	}
+	m.alertAborts.WithLabelValues(m.envLabel(environment), oneOf(outcome, AlertOutcomes)).Inc()
+}
+
+// ObserveAlertRequest counts one request to the alert webhook by its status code.
+func (m *EngineMetrics) ObserveAlertRequest(code int) {
+	if m == nil {
+		return
+	}
+	m.alertReqs.WithLabelValues(oneOf(fmt.Sprint(code), AlertRequestCodes)).Inc()
 }
 
 // ReleaseStarted counts a started release. It also creates the release's outcome, verdict and rollback

@@ -353,6 +353,8 @@ func TestMetricNamesAndLint(t *testing.T) {
 	m.ObserveRollback(Rollback{Service: "cart", Environment: "production", Duration: time.Second, TrafficRestoredAfter: time.Second})
 	m.SetActiveReleases(time.Now(), []ActiveRelease{{Service: "cart", Environment: "production", Phase: record.PhaseProgressing}})
 	m.scanErrors.Add(0)
+	m.ObserveAlert("production", AlertAborted)
+	m.ObserveAlertRequest(200)
 
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -374,5 +376,31 @@ func TestMetricNamesAndLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// The alert counters take only their documented values: anything else is "unknown".
+func TestAlertCountersAreBounded(t *testing.T) {
+	m, reg := newEngine(t, EngineOptions{})
+	m.ObserveAlert("production", AlertAborted)
+	m.ObserveAlert("", AlertIgnored)
+	m.ObserveAlert("production", "exploded")
+	m.ObserveAlertRequest(401)
+	m.ObserveAlertRequest(418)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP shepherd_alert_webhook_requests_total Requests to the alert webhook, by HTTP status code (401: wrong or missing token; 503: Temporal unreachable, Alertmanager retries).
+# TYPE shepherd_alert_webhook_requests_total counter
+shepherd_alert_webhook_requests_total{code="401"} 1
+shepherd_alert_webhook_requests_total{code="unknown"} 1
+`), MetricAlertRequests); err != nil {
+		t.Error(err)
+	}
+	for _, c := range []struct {
+		env, outcome string
+		want         float64
+	}{{"production", AlertAborted, 1}, {LabelUnknown, AlertIgnored, 1}, {"production", LabelUnknown, 1}} {
+		if got := testutil.ToFloat64(m.alertAborts.WithLabelValues(c.env, c.outcome)); got != c.want {
+			t.Errorf("%s %s = %v, want %v", c.env, c.outcome, got, c.want)
+		}
 	}
 }

@@ -51,6 +51,9 @@ type Server struct {
 	ShutdownTimeout time.Duration
 	// Logger receives serving and metric-gathering errors; nil discards them.
 	Logger *slog.Logger
+	// Routes are further endpoints by their ServeMux pattern (e.g. "POST /alerts/abort", the alert
+	// webhook); optional. Each handler bounds its own requests.
+	Routes map[string]http.Handler
 
 	draining atomic.Bool
 }
@@ -91,6 +94,9 @@ func (s *Server) Handler() http.Handler {
 		writeText(w, http.StatusOK, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.serveReady)
+	for pattern, h := range s.Routes {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		writeText(w, http.StatusOK, "shepherd worker: /metrics /healthz /readyz")
 	})

@@ -268,3 +268,20 @@ func TestRunServesOnAddr(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 }
+
+// Routes are served beside the built-in endpoints, only on their method.
+func TestRoutes(t *testing.T) {
+	s := &Server{Gatherer: testRegistry(t), Routes: map[string]http.Handler{
+		"POST /alerts/abort": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "webhook") }),
+	}}
+	h := s.Handler()
+	if code, body := get(t, h, "POST", "/alerts/abort"); code != 200 || body != "webhook" {
+		t.Errorf("POST /alerts/abort = %d %q", code, body)
+	}
+	if code, _ := get(t, h, "GET", "/alerts/abort"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /alerts/abort = %d, want 405", code)
+	}
+	if code, _ := get(t, h, "GET", "/healthz"); code != 200 {
+		t.Errorf("GET /healthz = %d", code)
+	}
+}
