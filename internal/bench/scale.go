@@ -119,8 +119,9 @@ type ScaleResults struct {
 // ScalePoint is one measured point: N releases soaking on W workers.
 type ScalePoint struct {
 	Workers, Releases int
-	// LoadBefore is the machine's 1-minute load average before the point started (other work on it).
-	LoadBefore float64
+	// LoadBefore is the machine's 1-minute load average before the point started (other work on it),
+	// LoadAfter at the window's end (this point's own work included).
+	LoadBefore, LoadAfter float64
 	// Ramp is the time from the first start to every release soaking; Soaking how many did.
 	Ramp    time.Duration
 	Soaking int
@@ -133,7 +134,8 @@ type ScalePoint struct {
 	// Status are the status query latencies; StatusFailed the queries that failed or timed out.
 	Status       []time.Duration
 	StatusFailed int
-	// Lag, WorkflowTaskS2S and ActivityS2S are the window's histograms, summed over the workers.
+	// Lag is the window's histogram, summed over the workers; WorkflowTaskS2S and ActivityS2S are from
+	// the ramp's start to the last abort (in the window alone a soaking release schedules no task).
 	Lag, WorkflowTaskS2S, ActivityS2S Histogram
 	// Measurements by verdict taken in the window, summed over the workers.
 	Measurements map[string]float64
@@ -299,6 +301,10 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 	e.say("idle abort → traffic on stable: %s", durList(pt.IdleAbort))
 
 	// Ramp.
+	loaded, err := e.snapshot(ws)
+	if err != nil {
+		return pt, err
+	}
 	t0 := time.Now()
 	var next, started, failed atomic.Int64
 	var wg sync.WaitGroup
@@ -329,7 +335,7 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 	if failed.Load() > 0 {
 		return pt, fmt.Errorf("%d of %d releases failed to start", failed.Load(), n)
 	}
-	err := e.waitSoaking(rctx, n, e.c.RampTimeout, "ReleaseVersion = '"+version+"'")
+	err = e.waitSoaking(rctx, n, e.c.RampTimeout, "ReleaseVersion = '"+version+"'")
 	pt.Soaking = e.countSoaking(ctx, "ReleaseVersion = '"+version+"'")
 	pt.Ramp = time.Since(t0)
 	if err != nil {
@@ -378,10 +384,6 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 		pt.WorkflowSlotsFree = append(pt.WorkflowSlotsFree, m.gauge("temporal_worker_task_slots_available", "worker_type", "WorkflowWorker"))
 		pb := before.metrics[i]
 		pt.Lag = pt.Lag.add(m.histogram("shepherd_analysis_lag_seconds").sub(pb.histogram("shepherd_analysis_lag_seconds")))
-		pt.WorkflowTaskS2S = pt.WorkflowTaskS2S.add(m.histogram("temporal_workflow_task_schedule_to_start_latency_seconds").
-			sub(pb.histogram("temporal_workflow_task_schedule_to_start_latency_seconds")))
-		pt.ActivityS2S = pt.ActivityS2S.add(m.histogram("temporal_activity_schedule_to_start_latency_seconds").
-			sub(pb.histogram("temporal_activity_schedule_to_start_latency_seconds")))
 		for _, v := range []string{"Pass", "Fail", "Inconclusive"} {
 			pt.Measurements[v] += m.counter("shepherd_analysis_measurements_total", "verdict", v) -
 				pb.counter("shepherd_analysis_measurements_total", "verdict", v)
@@ -391,6 +393,7 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 	pt.PostgresCPU = (after.postgres - before.postgres) / secs
 	pt.PromCPU = (after.prom - before.prom) / secs
 	pt.BenchCPU = (after.self - before.self) / secs
+	pt.LoadAfter = loadAverage()
 	e.say("window done: worker CPU %s cores, server %.2f, PostgreSQL %.2f, Prometheus %.2f; lag p99 %s (%d rounds)",
 		floats(pt.WorkerCPU), pt.ServerCPU, pt.PostgresCPU, pt.PromCPU, pt.Lag.quantileText(0.99), pt.Lag.Count)
 
@@ -411,6 +414,17 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 		sleep(ctx, time.Second)
 	}
 
+	end, err := e.snapshot(ws)
+	if err != nil {
+		return pt, err
+	}
+	for i := range ws {
+		m, pb := end.metrics[i], loaded.metrics[i]
+		pt.WorkflowTaskS2S = pt.WorkflowTaskS2S.add(m.histogram("temporal_workflow_task_schedule_to_start_latency_seconds").
+			sub(pb.histogram("temporal_workflow_task_schedule_to_start_latency_seconds")))
+		pt.ActivityS2S = pt.ActivityS2S.add(m.histogram("temporal_activity_schedule_to_start_latency_seconds").
+			sub(pb.histogram("temporal_activity_schedule_to_start_latency_seconds")))
+	}
 	e.say("terminating the releases ...")
 	if err := e.terminateAll(ctx); err != nil {
 		return pt, err

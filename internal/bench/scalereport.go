@@ -114,7 +114,7 @@ func ScaleMarkdown(r ScaleResults) string {
 		c.Interval, c.Scrape, c.Tuning.String())
 
 	b.WriteString("### Latency\n\n")
-	b.WriteString("| Workers | Releases soaking | Analysis lag p50 / p99 / max (rounds) | Measurements/s (wanted) | Abort → stable, idle p50 | under load p50 / max (timed out) | Target: p99 lag < 1 s, abort ≤ 2× idle | Status query p50 / max (failed) | Workflow task schedule-to-start p50 / p99 | Activity schedule-to-start p50 / p99 |\n")
+	b.WriteString("| Workers | Releases soaking | Analysis lag p50 / p99 / max (rounds) | Measurements/s (wanted) | Abort → stable, idle p50 | under load p50 / max (timed out) | Target: p99 lag < 1 s, abort ≤ 2× idle | Status query p50 / max (failed) | Workflow task schedule-to-start p50 / p99 (tasks), ramp to aborts | Activity schedule-to-start p50 / p99 (tasks), ramp to aborts |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		lagOK := p.Lag.Count > 0 && p.Lag.quantile(0.99) < 1
@@ -123,18 +123,18 @@ func ScaleMarkdown(r ScaleResults) string {
 		if p.Lag.Count == 0 {
 			target = "lag: no samples, " + verdict(abortOK) + " abort"
 		}
-		fmt.Fprintf(&b, "| %d | %d of %d | %s / %s / %s (%d) | %.1f (%.1f) | %s | %s / %s (%d) | %s | %s / %s (%d) | %s / %s | %s / %s |\n",
+		fmt.Fprintf(&b, "| %d | %d of %d | %s / %s / %s (%d) | %.1f (%.1f) | %s | %s / %s (%d) | %s | %s / %s (%d) | %s / %s (%d) | %s / %s (%d) |\n",
 			p.Workers, p.Soaking, p.Releases,
 			p.Lag.quantileText(0.5), p.Lag.quantileText(0.99), p.Lag.maxText(), p.Lag.Count,
 			p.measurementsPerSecond(), float64(p.Soaking*scaleChecks)/c.Interval.Seconds(),
 			durText(median(p.IdleAbort)), durText(median(p.LoadAbort)), durText(maxDur(p.LoadAbort)), p.AbortTimeouts, target,
 			durText(median(p.Status)), durText(maxDur(p.Status)), p.StatusFailed,
-			p.WorkflowTaskS2S.quantileText(0.5), p.WorkflowTaskS2S.quantileText(0.99),
-			p.ActivityS2S.quantileText(0.5), p.ActivityS2S.quantileText(0.99))
+			p.WorkflowTaskS2S.quantileText(0.5), p.WorkflowTaskS2S.quantileText(0.99), p.WorkflowTaskS2S.Count,
+			p.ActivityS2S.quantileText(0.5), p.ActivityS2S.quantileText(0.99), p.ActivityS2S.Count)
 	}
 
 	b.WriteString("\n### Cost\n\n")
-	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Bench process CPU | Sum of these (of %d cores) | Load average before |\n", runtime.NumCPU())
+	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Bench process CPU | Sum of these (of %d cores) | Load average before / at the window's end |\n", runtime.NumCPU())
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		var rss []string
@@ -146,10 +146,10 @@ func ScaleMarkdown(r ScaleResults) string {
 			slots = append(slots, fmt.Sprintf("%.0f / %.0f", p.ActivitySlotsFree[i], p.WorkflowSlotsFree[i]))
 		}
 		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU + p.BenchCPU
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f / %.2f |\n",
 			p.Workers, p.Soaking, p.Ramp.Round(time.Second), floats(p.WorkerCPU), durText(p.cpuPerReleaseMinute()),
 			strings.Join(rss, ", "), bytesText(p.rssPerRelease()), strings.Join(slots, ", "),
-			p.ServerCPU, p.PostgresCPU, p.PromCPU, p.BenchCPU, sum, p.LoadBefore)
+			p.ServerCPU, p.PostgresCPU, p.PromCPU, p.BenchCPU, sum, p.LoadBefore, p.LoadAfter)
 	}
 	b.WriteString("\n" + saturation(r) + "\n")
 	fmt.Fprintf(&b, "\n| Stack | |\n|---|---|\n| Temporal server | %s (all services in one process, 4 history shards) |\n| PostgreSQL | %s |\n| Prometheus | %s |\n| Machine | %d CPUs, %s, %s |\n\n",
@@ -221,7 +221,9 @@ releases are started (%d at a time) and the bench waits until visibility shows e
 Then the **window** (%s): CPU seconds of every process are read from /proc/<pid>/stat at its start and end (the
 workers' include their reaped children, the exec target's `+"`sh -c`"+`; PostgreSQL is the postmaster, its reaped
 and its live backends), the workers' /metrics are scraped at both ends and their difference taken
-(`+"`shepherd_analysis_lag_seconds`"+`, the SDK's schedule-to-start histograms, `+"`shepherd_analysis_measurements_total`"+`),
+(`+"`shepherd_analysis_lag_seconds`"+`, `+"`shepherd_analysis_measurements_total`"+`; the SDK's schedule-to-start
+histograms are differenced from the ramp's start to the last abort instead, since a soaking release schedules no
+task in the window),
 and %d status queries (`+"`shepherd status`"+`, a workflow query; %s timeout) are spread over it. RSS is VmRSS after the
 workers first poll (idle) and at the window's end. Then %d soaking releases are aborted one at a time, each timed
 from sending the signal to the traffic-0 command having run (as in (a) above). Last, every release is terminated and

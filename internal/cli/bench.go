@@ -159,6 +159,7 @@ file (the rest is kept, and a plain bench --out keeps the scale section). Each p
 	f.Var(&twoWorkers, "two-workers", "with --scale: the numbers of soaking releases measured on two workers (default 1000)")
 	f.DurationVar(&sc.Interval, "interval", 10*time.Second, "with --scale: the analysis interval of every release")
 	f.DurationVar(&sc.Window, "window", time.Minute, "with --scale: how long each point is measured once every release soaks")
+	f.DurationVar(&sc.RampTimeout, "ramp-timeout", 6*time.Minute, "with --scale: how long a point may take to get every release soaking (then it measures those that do)")
 	f.IntVar(&sc.Aborts, "aborts", 10, "with --scale: releases aborted one at a time under load (and up to 5 idle)")
 	f.StringVar(&tuning, "tuning", "", `with --scale: the workers' tuning, as the worker section's keys ("workflowTaskPollers: 2, maxConcurrentActivities: 1000"); default the defaults`)
 	f.IntVar(&sc.Queries, "queries", 20, "with --scale: status queries timed during each window")
