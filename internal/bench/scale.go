@@ -139,6 +139,9 @@ type ScalePoint struct {
 	Lag, WorkflowTaskS2S, ActivityS2S Histogram
 	// Measurements by verdict taken in the window, summed over the workers.
 	Measurements map[string]float64
+	// Requests and Heartbeats are the workers' requests to the Temporal frontend per second in the
+	// window (long polls excluded), and of those the activity heartbeats.
+	Requests, Heartbeats float64
 	// CPU in cores (CPU seconds per second of the window), by process: each worker, the server,
 	// PostgreSQL (postmaster and backends), Prometheus.
 	WorkerCPU                       []float64
@@ -384,6 +387,9 @@ func (e *scaleEnv) point(ctx context.Context, id, workers, n int) (ScalePoint, e
 		pt.WorkflowSlotsFree = append(pt.WorkflowSlotsFree, m.gauge("temporal_worker_task_slots_available", "worker_type", "WorkflowWorker"))
 		pb := before.metrics[i]
 		pt.Lag = pt.Lag.add(m.histogram("shepherd_analysis_lag_seconds").sub(pb.histogram("shepherd_analysis_lag_seconds")))
+		pt.Requests += (m.counter("temporal_request_total", "", "") - pb.counter("temporal_request_total", "", "")) / secs
+		pt.Heartbeats += (m.counter("temporal_request_total", "operation", "RecordActivityTaskHeartbeat") -
+			pb.counter("temporal_request_total", "operation", "RecordActivityTaskHeartbeat")) / secs
 		for _, v := range []string{"Pass", "Fail", "Inconclusive"} {
 			pt.Measurements[v] += m.counter("shepherd_analysis_measurements_total", "verdict", v) -
 				pb.counter("shepherd_analysis_measurements_total", "verdict", v)

@@ -134,8 +134,8 @@ func ScaleMarkdown(r ScaleResults) string {
 	}
 
 	b.WriteString("\n### Cost\n\n")
-	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Bench process CPU | Sum of these (of %d cores) | Load average before / at the window's end |\n", runtime.NumCPU())
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| Workers | Releases soaking | Ramp (start → all soaking) | Worker CPU (cores) | Worker CPU per soaking release-minute | Worker RSS (idle → loaded) | RSS per release | Free activity / workflow slots | Requests to Temporal/s (of which heartbeats) | Temporal server CPU | PostgreSQL CPU | Prometheus CPU | Bench process CPU | Sum of these (of %d cores) | Load average before / at the window's end |\n", runtime.NumCPU())
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range r.Points {
 		var rss []string
 		for i := range p.WorkerRSS {
@@ -146,9 +146,9 @@ func ScaleMarkdown(r ScaleResults) string {
 			slots = append(slots, fmt.Sprintf("%.0f / %.0f", p.ActivitySlotsFree[i], p.WorkflowSlotsFree[i]))
 		}
 		sum := p.workerCPU() + p.ServerCPU + p.PostgresCPU + p.PromCPU + p.BenchCPU
-		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f / %.2f |\n",
+		fmt.Fprintf(&b, "| %d | %d | %s | %s | %s | %s | %s | %s | %.1f (%.1f) | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f / %.2f |\n",
 			p.Workers, p.Soaking, p.Ramp.Round(time.Second), floats(p.WorkerCPU), durText(p.cpuPerReleaseMinute()),
-			strings.Join(rss, ", "), bytesText(p.rssPerRelease()), strings.Join(slots, ", "),
+			strings.Join(rss, ", "), bytesText(p.rssPerRelease()), strings.Join(slots, ", "), p.Requests, p.Heartbeats,
 			p.ServerCPU, p.PostgresCPU, p.PromCPU, p.BenchCPU, sum, p.LoadBefore, p.LoadAfter)
 	}
 	b.WriteString("\n" + saturation(r) + "\n")
