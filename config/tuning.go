@@ -44,14 +44,18 @@ type Tuning struct {
 	StickyCacheSize              int `json:"stickyCacheSize"`
 }
 
-// DefaultTuning is what a worker runs with when its configuration has no worker section. The values
-// come from `shepherd bench --scale` (docs/BENCHMARKS.md); docs/operations.md says what each costs.
+// DefaultTuning is what a worker runs with when its configuration has no worker section. It departs
+// from the Temporal SDK's defaults only where `shepherd bench --scale` measured a difference
+// (docs/BENCHMARKS.md, docs/operations.md#worker): a soaking release holds an activity slot for its whole
+// soak, and with the SDK's 1000 slots one worker carrying 1,000 releases had none left for an abort's
+// rollback step. Twice the pollers and a tenth of the workflow-task slots measured no different, so
+// those stay the SDK's.
 var DefaultTuning = Tuning{
-	WorkflowTaskPollers:          4,
-	ActivityTaskPollers:          4,
-	MaxConcurrentWorkflowTasks:   100,
+	WorkflowTaskPollers:          2,
+	ActivityTaskPollers:          2,
+	MaxConcurrentWorkflowTasks:   1000,
 	MaxConcurrentActivities:      2000,
-	MaxConcurrentLocalActivities: 100,
+	MaxConcurrentLocalActivities: 1000,
 	StickyCacheSize:              10000,
 }
 
