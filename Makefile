@@ -123,6 +123,10 @@ fuzz: ## fuzz the spec parser for 60 s
 bench: tools build ## run the benchmarks and write docs/BENCHMARKS.md
 	bin/shepherd bench --out docs/BENCHMARKS.md
 
+.PHONY: bench-scale
+bench-scale: tools build ## measure capacity: 100/500/1000 soaking releases on one worker, 1000 on two; writes the scale section of docs/BENCHMARKS.md (~25 min)
+	bin/shepherd bench --scale --out docs/BENCHMARKS.md
+
 .PHONY: clean
 clean: ## remove build output (the tool cache stays)
 	rm -rf bin

@@ -238,7 +238,8 @@ Everything shares the one machine: the workers, the server, PostgreSQL, Promethe
 compete for the same cores, so a point's CPU column is what that part needed here, not what it would get alone.
 
 `+"```"+`
-make build && bin/shepherd bench --scale --releases 100,500,1000 --two-workers 1000 --out docs/BENCHMARKS.md
+make bench-scale           # bin/shepherd bench --scale --out docs/BENCHMARKS.md: 100, 500, 1000 on one worker, 1000 on two
+bin/shepherd bench --scale --releases 100,500,1000 --two-workers 1000,2000 --ramp-timeout 10m --out docs/BENCHMARKS.md
 `+"```"+`
 It needs temporal-server, temporal-sql-tool, the Temporal CLI, PostgreSQL and Prometheus (`+"`make tools`"+`).
 `, min(c.Aborts, 5), scaleStarters, c.Interval, c.Window, c.Queries, scaleQueryTimeout, c.Aborts)
