@@ -106,6 +106,13 @@ func TestSpliceScaleReplacesOnlyItsSection(t *testing.T) {
 	if ScaleSection(twice) != ScaleBegin+"\nnewer\n"+ScaleEnd || ScaleSection(doc) != "" {
 		t.Errorf("section: %q", ScaleSection(twice))
 	}
+	if got := KeepScale("# Benchmarks\n\nfresh\n", twice); !strings.HasPrefix(got, "# Benchmarks\n\nfresh\n\n"+ScaleBegin) ||
+		!strings.HasSuffix(got, "trailer\n") || strings.Contains(got, "results") {
+		t.Errorf("KeepScale: %q", got)
+	}
+	if KeepScale("md", doc) != "md" {
+		t.Error("nothing to keep")
+	}
 }
 
 // The metrics source is valid exposition text, with a failing-code series at 0 for every service (so

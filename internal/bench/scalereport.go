@@ -29,6 +29,16 @@ func SpliceScale(doc, section string) string {
 	return doc + section + "\n"
 }
 
+// KeepScale appends to md everything of doc from its scale section on (the section and what was
+// written after it, e.g. the tuning comparison), so a plain `shepherd bench --out` keeps it.
+func KeepScale(md, doc string) string {
+	i := strings.Index(doc, ScaleBegin)
+	if i < 0 {
+		return md
+	}
+	return strings.TrimRight(md, "\n") + "\n\n" + doc[i:]
+}
+
 // ScaleSection returns the scale section of doc, markers included, or "".
 func ScaleSection(doc string) string {
 	i, j := strings.Index(doc, ScaleBegin), strings.Index(doc, ScaleEnd)

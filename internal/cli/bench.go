@@ -137,13 +137,8 @@ file (the rest is kept, and a plain bench --out keeps the scale section). Each p
 				return withHint(ExitError, err, "")
 			}
 			md := bench.Markdown(res, c)
-			return writeBench(g, out, md, func(doc string) string {
-				// Keep the scale section a --scale run wrote.
-				if s := bench.ScaleSection(doc); s != "" {
-					return bench.SpliceScale(md, s)
-				}
-				return md
-			})
+			// Keep the scale section a --scale run wrote, and what follows it.
+			return writeBench(g, out, md, func(doc string) string { return bench.KeepScale(md, doc) })
 		},
 	}
 	f := cmd.Flags()
