@@ -114,7 +114,7 @@ type release struct {
 	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
 	verify bool
 	// watch is true for releases whose stages are watched by one activity each (changeWatchAnalysis).
-	watch bool
+	watch  bool
 	saga   saga
 	checks *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
