@@ -182,6 +182,7 @@ func TestWorkerKilledMidWatchResumes(t *testing.T) {
 	if res.Phase != record.PhaseSucceeded {
 		t.Fatalf("result: %s", describe(res))
 	}
+	e.keepHistory("crash-mid-watch", id)
 	var ev *record.StageEvidence
 	for _, d := range res.Decisions {
 		if d.Evidence != nil {
