@@ -527,7 +527,7 @@ make bench                 # builds bin/shepherd and bin/demo-service, then: bin
 bin/shepherd bench --releases 50 --breach-runs 10 --out /tmp/bench.md
 ` + "```" + `
 It needs the Temporal CLI and Prometheus (` + "`make tools`" + ` builds both into ~/.cache/shepherd/bin) and takes
-about two minutes on 2 cores. ` + "`--state-dir`" + ` keeps the stack's logs.
+about four minutes on 2 cores. ` + "`--state-dir`" + ` keeps the stack's logs.
 `
 
 // cpuModel is the first "model name" of /proc/cpuinfo.
