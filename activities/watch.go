@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,4 +303,30 @@ func (h *heartbeater) beat() {
 func (h *heartbeater) stop() {
 	close(h.done)
 	h.wg.Wait()
+}
+
+// Line says in one line how the watch stands at now, for people following a release: rounds, soak done,
+// each check's passes and latest value, and when the next round is due.
+func (p WatchProgress) Line(now time.Time) string {
+	var b strings.Builder
+	ev := p.Evidence
+	fmt.Fprintf(&b, "watching stage %d: %d round(s), %s soaked", ev.Stage, ev.Rounds, p.Soaked.D().Round(time.Second))
+	for i, c := range ev.Checks {
+		sep := ", "
+		if i == 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%s%s %d/%d passed", sep, c.Check, c.Passed, c.Measurements)
+		if c.Last != nil {
+			fmt.Fprintf(&b, " (last %.4g, max %.4g)", *c.Last, *c.Max)
+		}
+	}
+	if !p.NextAt.IsZero() {
+		if d := p.NextAt.Sub(now); d > 0 {
+			fmt.Fprintf(&b, "; next round in %s", d.Round(time.Second))
+		} else {
+			b.WriteString("; measuring")
+		}
+	}
+	return b.String()
 }

@@ -254,3 +254,12 @@ func TestStageEvidenceIsBounded(t *testing.T) {
 	assert.Equal(t, 1000-record.MaxNotable, ev.NotableDropped)
 	assert.Equal(t, 1000, ev.Checks[0].Failed)
 }
+
+func TestWatchProgressLine(t *testing.T) {
+	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	last, most := 0.002, 0.004
+	p := WatchProgress{Soaked: spec.Duration(7 * time.Minute), NextAt: now.Add(6 * time.Second),
+		Evidence: record.StageEvidence{Stage: 2, Rounds: 42, Checks: []record.CheckEvidence{
+			{Check: "error-rate", Measurements: 42, Passed: 41, Inconclusive: 1, Last: &last, Max: &most, Min: &last}}}}
+	assert.Equal(t, "watching stage 2: 42 round(s), 7m0s soaked; error-rate 41/42 passed (last 0.002, max 0.004); next round in 6s", p.Line(now))
+}
