@@ -207,12 +207,12 @@ func watchProgress(t *testing.T, e *tenv, workflowID string) activities.WatchPro
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d, err := e.client.DescribeWorkflowExecution(ctx, workflowID, "")
+	d, err := e.client.DescribeWorkflow(ctx, workflowID, "")
 	if err != nil {
 		t.Fatalf("describing %s: %v", workflowID, err)
 	}
 	var p activities.WatchProgress
-	for _, a := range d.GetPendingActivities() {
+	for _, a := range d.RawResponse.GetPendingActivities() {
 		if a.GetActivityType().GetName() == workflows.ActivityWatchStage && a.GetHeartbeatDetails() != nil {
 			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetHeartbeatDetails(), &p); err != nil {
 				t.Fatalf("decoding the watch's heartbeat: %v", err)

@@ -17,11 +17,11 @@ import (
 // yet. It costs no history: heartbeats are not events.
 func LiveWatch(ctx context.Context, c client.Client, service, env, runID string) (*activities.WatchProgress, error) {
 	id := spec.WorkflowID(service, env)
-	d, err := c.DescribeWorkflowExecution(ctx, id, runID)
+	d, err := c.DescribeWorkflow(ctx, id, runID)
 	if err != nil {
 		return nil, fmt.Errorf("describing release %s: %w", id, err)
 	}
-	for _, a := range d.GetPendingActivities() {
+	for _, a := range d.RawResponse.GetPendingActivities() {
 		if a.GetActivityType().GetName() != workflows.ActivityWatchStage || a.GetHeartbeatDetails() == nil {
 			continue
 		}
