@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,17 +28,46 @@ func readSpec(path string) (spec.Release, error) {
 	}
 	data, err := readSpecFile(path)
 	if err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, nil, err)
 	}
 	r, err := spec.Parse(data)
 	if err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, data, err)
 	}
 	d := r.WithDefaults()
 	if err := activities.ValidateSpec(d); err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, data, err)
 	}
 	return d, nil
+}
+
+// specError says what is wrong with the spec file path, and where: each problem of a validation on a line
+// of its own, with the line and column of its key when the file holds it. The pointer to docs/spec.md is
+// given once.
+func specError(path string, data []byte, err error) error {
+	msg := err.Error()
+	var ve *spec.ValidationError
+	if errors.As(err, &ve) && len(ve.Problems) > 0 {
+		var b strings.Builder
+		if n := len(ve.Problems); n == 1 {
+			b.WriteString("invalid release spec:")
+		} else {
+			fmt.Fprintf(&b, "invalid release spec (%d problems):", n)
+		}
+		for _, p := range ve.Problems {
+			b.WriteString("\n  ")
+			if pos, ok := spec.Locate(data, p.Path); ok {
+				b.WriteString(pos.String() + ": ")
+			}
+			b.WriteString(p.Error())
+		}
+		msg = b.String()
+	}
+	hint := "docs/spec.md lists every key"
+	if strings.Contains(msg, "docs/spec.md") {
+		hint = ""
+	}
+	return withHint(ExitUsage, fmt.Errorf("%s: %s", path, msg), hint)
 }
 
 // readSpecFile reads a spec file ("-" is standard input) without ever holding more than
