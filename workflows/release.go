@@ -173,6 +173,10 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 		r.status.Stages = append(r.status.Stages, record.StagePlan{
 			Number: i + 1, Percent: st.Percent, Soak: st.Soak.D(), Approval: st.Approval,
 		})
+		if st.Approval {
+			r.status.Stages[i].ApprovalTimeout = st.ApprovalTimeout.D()
+			r.status.Stages[i].OnApprovalTimeout = st.OnApprovalTimeout
+		}
 	}
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)

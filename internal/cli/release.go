@@ -247,8 +247,9 @@ func newHistoryCmd(g *globals) *cobra.Command {
 }
 
 // releaseRunE is the RunE of a command that acts on one release: it reads the service argument, dials
-// Temporal and hands both to fn.
-func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error) func(*cobra.Command, []string) error {
+// Temporal, finds the release's environment (resolveEnv) and hands the client and service to fn. When
+// fn finds no release there, the error names the service's active releases elsewhere.
+func releaseRunE(g *globals, fn func(ctx context.Context, c client.Client, svc string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		svc, err := serviceArg(args)
 		if err != nil {
@@ -259,7 +260,17 @@ func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error
 			return err
 		}
 		defer c.Close()
-		return fn(cmd.Context(), c, svc)
+		g.envSet = cmd.Flags().Changed("env")
+		if err := resolveEnv(cmd.Context(), c, g, svc, cmd.Name()); err != nil {
+			return err
+		}
+		err = fn(cmd.Context(), c, svc)
+		if errors.Is(err, starter.ErrNoRelease) {
+			if other := elsewhere(cmd.Context(), c, svc, g.env, cmd.Name()); other != "" {
+				return withHint(ExitError, err, other)
+			}
+		}
+		return err
 	}
 }
 
@@ -267,7 +278,7 @@ func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error
 func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
 	var runID string
 	cmd.Args = cobra.ArbitraryArgs
-	cmd.RunE = releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+	cmd.RunE = releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 		st, err := starter.Status(ctx, c, svc, g.env, runID)
 		if err != nil {
 			return err
@@ -288,7 +299,7 @@ values and each new decision. Exits 0 when promoted, 3 when rolled back, 4 when 
 		Example: `  shepherd watch checkout
   shepherd watch checkout -o json   # one JSON status per change`,
 		Args: cobra.ArbitraryArgs,
-		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+		RunE: releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 			return follow(ctx, g, c, svc, g.env, runID)
 		}),
 	}
@@ -302,6 +313,7 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	var last string
 	var lastPrinted time.Time
 	stuckHinted := false
+	gateHinted := ""
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -330,9 +342,18 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 			} else if st.Phase != record.PhaseRollbackStuck {
 				stuckHinted = false
 			}
-			// A progress line when something other than the countdown changed, or every 30 s.
+			// An approval gate is announced once, with the command that passes it and its timeout.
+			awaiting := st.Phase == record.PhaseAwaitingApproval && st.Gate != ""
+			if awaiting && st.Gate != gateHinted {
+				gateHinted = st.Gate
+				fmt.Fprint(g.stdout, approvalNotice(st, time.Now()))
+			} else if !awaiting {
+				gateHinted = ""
+			}
+			// A progress line when something other than the countdown changed, or every 30 s while a soak
+			// counts down (a gate waiting for a person is not repeated).
 			key := progressLine(st, time.Time{})
-			if !st.Phase.Terminal() && (key != last || time.Since(lastPrinted) >= 30*time.Second) {
+			if !st.Phase.Terminal() && (key != last || (!awaiting && time.Since(lastPrinted) >= 30*time.Second)) {
 				last, lastPrinted = key, time.Now()
 				fmt.Fprintln(g.stdout, "  "+progressLine(st, time.Now()))
 			}
@@ -361,7 +382,7 @@ func outcomeError(st record.Status) error {
 	case record.PhaseSucceeded:
 		return nil
 	case record.PhaseRolledBack:
-		return withHint(ExitRolledBack, fmt.Errorf("release rolled back: %s", st.Reason), "shepherd history "+st.Service+" shows the evidence")
+		return withHint(ExitRolledBack, fmt.Errorf("release rolled back: %s", st.Reason), "shepherd history "+st.Service+" --env "+st.Environment+" shows the evidence")
 	default:
 		return withHint(ExitFailed, fmt.Errorf("release failed: %s", st.Reason), "see docs/runbooks.md")
 	}
@@ -413,7 +434,7 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 		Long:    h.long + "\nSent as a Temporal update: the answer says at once whether the release accepted it, and why not.",
 		Example: h.example,
 		Args:    cobra.ArbitraryArgs,
-		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+		RunE: releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 			if name == workflows.Approve || name == workflows.Resume {
 				done, err := sign.apply(ctx, c, g, svc, name, &req)
 				if err != nil || done {
@@ -422,7 +443,7 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 			}
 			resp, err := starter.Control(ctx, c, svc, g.env, name, req)
 			if errors.Is(err, starter.ErrRejected) {
-				return withHint(ExitRejected, err, "shepherd status "+svc+" shows where the release is")
+				return withHint(ExitRejected, err, "shepherd status "+svc+" --env "+g.env+" shows where the release is")
 			}
 			if err != nil {
 				return err

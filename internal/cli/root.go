@@ -45,7 +45,9 @@ func withHint(code int, err error, hint string) error {
 
 // globals are the flags every command shares.
 type globals struct {
-	env    string
+	env string
+	// envSet is true when --env was given: commands then never look for the release elsewhere.
+	envSet bool
 	output string
 	stdout io.Writer
 	stderr io.Writer
