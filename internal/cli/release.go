@@ -185,8 +185,7 @@ Exit codes:
 					d.Service, d.Version, d.Environment, st.WorkflowID, st.RunID, uiLink(st.WorkflowID, st.RunID))
 			}
 			if n, err := starter.Pollers(ctx, c); err == nil && n == 0 {
-				fmt.Fprintf(g.stderr, "Warning: no worker polls task queue %q in this namespace: the release waits, "+
-					"and status queries fail, until one does. Start one: shepherd worker --config shepherd.yaml\n", workflows.TaskQueue)
+				fmt.Fprintf(g.stderr, "Warning: %s\n", noWorker)
 			}
 			if !wait {
 				if !g.json() {
@@ -280,6 +279,11 @@ func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error)
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 		st, err := starter.Status(ctx, c, svc, g.env, runID)
+		if err != nil && !errors.Is(err, starter.ErrNoRelease) {
+			if n, perr := starter.Pollers(ctx, c); perr == nil && n == 0 {
+				return withHint(ExitError, err, noWorker)
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -316,10 +320,32 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	gateHinted := ""
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lost := false
 	for {
-		st, err := starter.Status(ctx, c, svc, env, runID)
+		qctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		st, err := starter.Status(qctx, c, svc, env, runID)
+		cancel()
 		if err != nil {
-			return err
+			// The release goes on without us: a server restart or a worker gap is waited out, with a word
+			// about it; only a release that does not exist, or Ctrl-C, ends the watch.
+			if errors.Is(err, starter.ErrNoRelease) || ctx.Err() != nil {
+				return err
+			}
+			if !lost {
+				lost = true
+				fmt.Fprintf(g.stderr, "Cannot read the release's status: %s\n  Retrying every %s until it answers (Ctrl-C stops watching; the release goes on without you).\n",
+					whyNoStatus(ctx, c, err), retryEvery)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(retryEvery):
+			}
+			continue
+		}
+		if lost {
+			lost = false
+			fmt.Fprintln(g.stderr, "The release's status answers again; following on.")
 		}
 		if g.json() {
 			if line := fmt.Sprint(st.Phase, st.TrafficPercent, len(st.Decisions)); line != last {
@@ -375,6 +401,31 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 		}
 	}
 }
+
+// Watching: one status query may take statusTimeout; after a failed one, the next comes retryEvery later.
+const statusTimeout = 10 * time.Second
+
+var retryEvery = 2 * time.Second
+
+// whyNoStatus says why a status query failed: Temporal cannot be reached, or no worker polls the task
+// queue (queries are answered by workers), or else the error itself.
+func whyNoStatus(ctx context.Context, c client.Client, err error) string {
+	dctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	n, perr := starter.Pollers(dctx, c)
+	switch {
+	case perr != nil:
+		return fmt.Sprintf("Temporal does not answer (%v)", perr)
+	case n == 0:
+		return noWorker
+	default:
+		return err.Error()
+	}
+}
+
+// noWorker is what a command says when no worker polls Shepherd's task queue.
+var noWorker = fmt.Sprintf("no worker polls task queue %q in this namespace: the release waits, and status "+
+	"queries fail, until one does (start one: shepherd worker --config shepherd.yaml)", workflows.TaskQueue)
 
 // outcomeError maps a terminal phase to the exit code.
 func outcomeError(st record.Status) error {

@@ -49,7 +49,10 @@ func renderStatus(w io.Writer, st record.Status, now time.Time) {
 	if st.Phase == record.PhaseAwaitingApproval && st.Gate != "" {
 		fmt.Fprint(w, strings.TrimSuffix(approvalNotice(st, now), "\n"))
 	}
-	if n := len(st.Decisions); n > 0 {
+	// A release that ended ends with its outcome (its last decisions are bookkeeping: the archived report).
+	if st.Phase.Terminal() {
+		fmt.Fprintf(w, "\nOutcome: %s: %s (full log: shepherd history %s --env %s)\n", st.Phase, st.Reason, st.Service, st.Environment)
+	} else if n := len(st.Decisions); n > 0 {
 		fmt.Fprintf(w, "\nLast decision: %s (full log: shepherd history %s --env %s)\n", st.Decisions[n-1].Message, st.Service, st.Environment)
 	}
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,4 +75,15 @@ func TestOutcomeHintsCarryTheEnvironment(t *testing.T) {
 	assert.ErrorAs(t, err, &ee)
 	assert.Equal(t, ExitRolledBack, ee.code)
 	assert.Equal(t, "shepherd history checkout --env staging shows the evidence", ee.hint)
+}
+
+// The status of a release that ended ends with its outcome, not with the archived report's paths.
+func TestStatusOfAnEndedReleaseEndsWithItsOutcome(t *testing.T) {
+	st := awaiting(0, "")
+	st.Phase, st.Reason, st.Gate = record.PhaseRolledBack, "aborted by bob: QA found a bug", ""
+	st.Decisions = append(st.Decisions, record.Decision{Kind: record.KindNotice, Message: "report archived: /var/reports/x.md"})
+	var b bytes.Buffer
+	renderStatus(&b, st, time.Now())
+	assert.True(t, strings.HasSuffix(b.String(), "\nOutcome: RolledBack: aborted by bob: QA found a bug (full log: shepherd history checkout --env staging)\n"), b.String())
+	assert.NotContains(t, b.String(), "x.md")
 }
