@@ -299,7 +299,7 @@ func PlanMarkdown(d spec.Release) string {
 	if d.Analysis.Disabled {
 		b.WriteString("\nAnalysis: **disabled** (stages pass on soak time alone)\n")
 	} else {
-		fmt.Fprintf(&b, "\nAnalysis every %s (rollback after %d failed, pause after %d inconclusive in a row):\n",
+		fmt.Fprintf(&b, "\nAnalysis every %s (rollback after %d failed, pause after %d inconclusive in a row):\n\n",
 			d.Analysis.Interval, d.Analysis.FailureLimit, d.Analysis.InconclusiveLimit)
 		for _, c := range d.Analysis.Checks {
 			fmt.Fprintf(&b, "- %s: %s\n", c.Name, c.PassCondition())
