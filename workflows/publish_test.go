@@ -16,8 +16,8 @@ func TestDetailsMarkdownTellsTheStoryFirst(t *testing.T) {
 	r := &release{status: record.Status{
 		Service: "checkout", Environment: "staging", Version: "v2", Phase: record.PhaseAwaitingApproval,
 		TrafficPercent: 10, Gate: "stage:2",
-		Stage:  &record.StageStatus{Number: 2, Of: 2, Percent: 100, ApprovalRequired: true},
-		Stages: []record.StagePlan{{Number: 1, Percent: 10, Soak: 5 * time.Second, Outcome: "passed"}, {Number: 2, Percent: 100, Soak: 14968897892, Approval: true}},
+		Stage:     &record.StageStatus{Number: 2, Of: 2, Percent: 100, ApprovalRequired: true},
+		Stages:    []record.StagePlan{{Number: 1, Percent: 10, Soak: 5 * time.Second, Outcome: "passed"}, {Number: 2, Percent: 100, Soak: 14968897892, Approval: true}},
 		Decisions: []record.Decision{{Message: "stage 1/2 (10%) passed"}, {Message: "stage 2/2 (100%) waits for approval"}},
 	}}
 	md := r.detailsMarkdown()
