@@ -42,8 +42,14 @@ func TestOperatorFindsTheReleaseWithoutEnv(t *testing.T) {
 	// No --env: the only active release, in staging (visibility is eventually consistent: poll).
 	eventually(t, phaseTimeout, "shepherd status without --env to find the staging release at its gate", func() (bool, string) {
 		r := e.shepherdCLI("status", svc, "-o", "json")
-		var st record.Status
-		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil {
+		var st struct {
+			Environment string       `json:"environment"`
+			Phase       record.Phase `json:"phase"`
+			Stages      []struct {
+				Soak string `json:"soak"`
+			} `json:"stages"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &st) != nil || len(st.Stages) != 2 || st.Stages[0].Soak != "1s" {
 			return false, r.String()
 		}
 		return st.Environment == "staging" && st.Phase == record.PhaseAwaitingApproval, r.String()

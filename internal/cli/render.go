@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -169,3 +171,39 @@ func renderList(w io.Writer, rows []starter.Summary) {
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }
+
+// statusJSON is a status as the CLI prints it with -o json: durations as Go duration strings ("15m0s"),
+// as a spec writes them, instead of the nanoseconds of the query's wire format.
+func statusJSON(st record.Status) (map[string]any, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	asString := func(obj any, keys ...string) {
+		o, ok := obj.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range keys {
+			if n, ok := o[k].(json.Number); ok {
+				if ns, err := n.Int64(); err == nil {
+					o[k] = time.Duration(ns).String()
+				}
+			}
+		}
+	}
+	asString(m, "rollbackDuration", "trafficRestoredAfter")
+	asString(m["stage"], "soakRemaining")
+	if stages, ok := m["stages"].([]any); ok {
+		for _, s := range stages {
+			asString(s, "soak", "approvalTimeout")
+		}
+	}
+	return m, nil
+}

@@ -87,3 +87,18 @@ func TestStatusOfAnEndedReleaseEndsWithItsOutcome(t *testing.T) {
 	assert.True(t, strings.HasSuffix(b.String(), "\nOutcome: RolledBack: aborted by bob: QA found a bug (full log: shepherd history checkout --env staging)\n"), b.String())
 	assert.NotContains(t, b.String(), "x.md")
 }
+
+// -o json prints durations as duration strings, as a spec writes them.
+func TestStatusJSONHasDurationStrings(t *testing.T) {
+	st := awaiting(10*time.Minute, "abort")
+	st.Stages[0].Soak = 15 * time.Minute
+	st.Stage.SoakRemaining = 4200 * time.Millisecond
+	st.RollbackDuration = 160 * time.Millisecond
+	var b bytes.Buffer
+	g := &globals{output: "json", stdout: &b}
+	assert.NoError(t, g.printJSON(st))
+	for _, want := range []string{`"soak": "15m0s"`, `"approvalTimeout": "10m0s"`, `"soakRemaining": "4.2s"`, `"rollbackDuration": "160ms"`, `"percent": 50`} {
+		assert.Contains(t, b.String(), want)
+	}
+	assert.NotContains(t, b.String(), "900000000000")
+}
