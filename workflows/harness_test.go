@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go.temporal.io/sdk/log"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shepherd-release/shepherd/activities"
@@ -325,6 +327,17 @@ func (h *harness) run() (record.Result, error) {
 	err := h.env.GetWorkflowError()
 	if err == nil {
 		require.NoError(h.t, h.env.GetWorkflowResult(&res))
+		require.NotEqual(h.t, record.PhaseRolledBack, res.Phase, "a rolled-back release must close as a failed workflow")
+		return res, nil
+	}
+	// A rolled-back release closes as a failed workflow carrying its record; every other failure is the
+	// test's to inspect.
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeRolledBack {
+		require.True(h.t, appErr.NonRetryable(), "a rolled-back release must not be retried")
+		require.NoError(h.t, appErr.Details(&res))
+		require.Equal(h.t, record.PhaseRolledBack, res.Phase)
+		return res, nil
 	}
 	return res, err
 }

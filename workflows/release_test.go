@@ -421,3 +421,23 @@ func TestDurationsArePrintedForPeople(t *testing.T) {
 		assert.Equal(t, want, human(in).String(), "%s", in)
 	}
 }
+
+// A release that is not promoted closes as a failed workflow, so the Temporal UI's list shows Failed for
+// it and Completed only for promoted releases; the error is typed, non-retryable and carries the record.
+func TestRolledBackReleaseClosesAsAFailedWorkflow(t *testing.T) {
+	h := newHarness(t, baseSpec())
+	h.at(20*time.Minute, func() { h.signal(Abort, ControlRequest{By: "bob", Reason: "QA found a bug"}) })
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "release:checkout:production"})
+	h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
+	require.True(t, h.env.IsWorkflowCompleted())
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &appErr)
+	assert.Equal(t, ErrTypeRolledBack, appErr.Type())
+	assert.True(t, appErr.NonRetryable())
+	assert.Equal(t, "release rolled back: aborted by bob: QA found a bug", appErr.Message())
+	var res record.Result
+	require.NoError(t, appErr.Details(&res))
+	assert.Equal(t, record.PhaseRolledBack, res.Phase)
+	assert.Equal(t, "aborted by bob: QA found a bug", res.Reason)
+	assert.False(t, res.EndedAt.IsZero())
+}
