@@ -174,6 +174,11 @@ func TestWorkerKilledMidWatchResumes(t *testing.T) {
 		time.Sleep(500 * time.Millisecond)
 		before = watchProgress(t, e, id)
 	}
+	// shepherd status shows the watch's live evidence, read from its heartbeat (no history event).
+	if out := e.shepherdCLI("status", svc, "--env", envName); out.code != cli.ExitOK || !strings.Contains(out.stdout, "Live:     watching stage 1: ") ||
+		!strings.Contains(out.stdout, "error-rate ") {
+		t.Errorf("status shows no live watch line:\n%s", out)
+	}
 	first.kill(t)
 	killed := time.Now()
 

@@ -139,7 +139,7 @@ func TestApprovalGates(t *testing.T) {
 	// Wrong stage: rejected by the update's validator, with the reason, and exit code 5.
 	r := e.shepherdCLI("approve", svc, "--stage", "3", "--by", "ci")
 	wantExit(t, r, cli.ExitRejected)
-	if want := "approve rejected: approve is for stage 3, but the release is at stage 2/4 (25%)"; !strings.Contains(r.stderr, want) {
+	if want := "approve rejected: approve is for stage 3, but the release is at stage 2 of 4 (25%)"; !strings.Contains(r.stderr, want) {
 		t.Errorf("rejection message: want %q in\n%s", want, r)
 	}
 	// The same mistake through the Temporal CLI's update is refused too.
@@ -173,7 +173,7 @@ func TestApprovalGates(t *testing.T) {
 	wantExit(t, r, 0)
 	e.waitStatus(svc, "the wrong-stage signal to be recorded as rejected", func(st record.Status) bool {
 		return st.Phase == record.PhaseAwaitingApproval &&
-			hasDecision(st, record.KindRejection, "ci", "approve signal rejected: approve is for stage 9, but the release is at stage 4/4 (100%)")
+			hasDecision(st, record.KindRejection, "ci", "approve signal rejected: approve is for stage 9, but the release is at stage 4 of 4 (100%)")
 	})
 	r = e.temporalCLI("workflow", "signal", "--name", workflows.Approve, "--workflow-id", id, "--input", `{"by":"ci","stage":4}`)
 	wantExit(t, r, 0)

@@ -57,6 +57,10 @@ func (r *release) detailsMarkdown() string {
 	if n := len(s.Decisions); n > 0 && !s.Phase.Terminal() {
 		fmt.Fprintf(&b, "Last decision: %s\n\n", s.Decisions[n-1].Message)
 	}
+	if r.watch && !r.spec.Analysis.Disabled && s.Phase == record.PhaseProgressing && s.Stage != nil && !s.Stage.SoakEndsAt.IsZero() {
+		fmt.Fprintf(&b, "Live measurements: **Pending Activities** → `%s` (its heartbeat details), or `shepherd status %s --env %s`\n\n",
+			ActivityWatchStage, s.Service, s.Environment)
+	}
 	if s.Phase == record.PhaseAwaitingApproval && s.Stage != nil && s.Gate != "" {
 		fmt.Fprintf(&b, "Approve: `shepherd approve %s --env %s --stage %d` (or signal `approve` with `{\"by\": \"you\"}`)\n\n",
 			s.Service, s.Environment, s.Stage.Number)

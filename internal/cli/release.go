@@ -221,13 +221,34 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show a release's phase, stage, traffic and latest checks",
 		Example: `  shepherd status checkout
   shepherd status checkout --env staging -o json`,
-	}, func(st record.Status) error {
+	}, func(ctx context.Context, c client.Client, st record.Status) error {
+		live := liveWatch(ctx, c, st)
 		if g.json() {
-			return g.printJSON(st)
+			if live == nil {
+				return g.printJSON(st)
+			}
+			return g.printJSON(struct {
+				record.Status
+				Watch *activities.WatchProgress `json:"watch"`
+			}{st, live})
 		}
-		renderStatus(g.stdout, st, time.Now())
+		renderStatus(g.stdout, st, live, time.Now())
 		return nil
 	})
+}
+
+// liveWatch is the running stage watch's progress (its last heartbeat), nil when none runs or it cannot
+// be read: the status is complete without it.
+func liveWatch(ctx context.Context, c client.Client, st record.Status) *activities.WatchProgress {
+	if st.Phase != record.PhaseProgressing || st.Stage == nil || st.Stage.SoakEndsAt.IsZero() {
+		return nil
+	}
+	run := st.ReleaseID[strings.LastIndex(st.ReleaseID, "/")+1:]
+	live, err := starter.LiveWatch(ctx, c, st.Service, st.Environment, run)
+	if err != nil || live == nil || live.Evidence.Stage != st.Stage.Number {
+		return nil
+	}
+	return live
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -236,7 +257,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		Short: "Print a release's decision log: every transition, approval, measurement and rollback step",
 		Example: `  shepherd history checkout
   shepherd history checkout --run 4f1c... -o json`,
-	}, func(st record.Status) error {
+	}, func(_ context.Context, _ client.Client, st record.Status) error {
 		if g.json() {
 			return g.printJSON(st.Decisions)
 		}
@@ -274,7 +295,7 @@ func releaseRunE(g *globals, fn func(ctx context.Context, c client.Client, svc s
 }
 
 // newQueryCmd completes cmd as a command that asks one release for its status and shows it.
-func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
+func newQueryCmd(g *globals, cmd *cobra.Command, show func(context.Context, client.Client, record.Status) error) *cobra.Command {
 	var runID string
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.RunE = releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
@@ -287,7 +308,7 @@ func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error)
 		if err != nil {
 			return err
 		}
-		return show(st)
+		return show(ctx, c, st)
 	})
 	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
 	return cmd
@@ -382,6 +403,9 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 			if !st.Phase.Terminal() && (key != last || (!awaiting && time.Since(lastPrinted) >= 30*time.Second)) {
 				last, lastPrinted = key, time.Now()
 				fmt.Fprintln(g.stdout, "  "+progressLine(st, time.Now()))
+				if live := liveWatch(ctx, c, st); live != nil {
+					fmt.Fprintln(g.stdout, "    "+live.Line(time.Now()))
+				}
 			}
 		}
 		if st.Phase.Terminal() {

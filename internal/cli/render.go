@@ -10,11 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/starter"
 )
 
-func renderStatus(w io.Writer, st record.Status, now time.Time) {
+func renderStatus(w io.Writer, st record.Status, live *activities.WatchProgress, now time.Time) {
 	fmt.Fprintf(w, "Release %s → %s in %s: %s\n", st.Service, st.Version, st.Environment, st.Phase)
 	if st.Reason != "" {
 		fmt.Fprintf(w, "Reason:   %s\n", st.Reason)
@@ -23,6 +24,9 @@ func renderStatus(w io.Writer, st record.Status, now time.Time) {
 	fmt.Fprintf(w, "Workflow: %s\n", st.ReleaseID)
 	if line := progressLine(st, now); line != "" && !st.Phase.Terminal() {
 		fmt.Fprintf(w, "Progress: %s\n", line)
+	}
+	if live != nil {
+		fmt.Fprintf(w, "Live:     %s\n", live.Line(now))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)

@@ -8,7 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
+	"github.com/shepherd-release/shepherd/spec"
 	"github.com/shepherd-release/shepherd/starter"
 )
 
@@ -49,7 +51,7 @@ func TestApprovalNotice(t *testing.T) {
 		"  shepherd approve checkout --env staging --role qa\n\n", approvalNotice(signoff, now))
 
 	var b bytes.Buffer
-	renderStatus(&b, awaiting(10*time.Minute, "abort"), now)
+	renderStatus(&b, awaiting(10*time.Minute, "abort"), nil, now)
 	assert.Contains(t, b.String(), "  shepherd approve checkout --env staging --stage 2\n")
 	assert.Contains(t, b.String(), "(full log: shepherd history checkout --env staging)")
 }
@@ -83,7 +85,7 @@ func TestStatusOfAnEndedReleaseEndsWithItsOutcome(t *testing.T) {
 	st.Phase, st.Reason, st.Gate = record.PhaseRolledBack, "aborted by bob: QA found a bug", ""
 	st.Decisions = append(st.Decisions, record.Decision{Kind: record.KindNotice, Message: "report archived: /var/reports/x.md"})
 	var b bytes.Buffer
-	renderStatus(&b, st, time.Now())
+	renderStatus(&b, st, nil, time.Now())
 	assert.True(t, strings.HasSuffix(b.String(), "\nOutcome: RolledBack: aborted by bob: QA found a bug (full log: shepherd history checkout --env staging)\n"), b.String())
 	assert.NotContains(t, b.String(), "x.md")
 }
@@ -101,4 +103,17 @@ func TestStatusJSONHasDurationStrings(t *testing.T) {
 		assert.Contains(t, b.String(), want)
 	}
 	assert.NotContains(t, b.String(), "900000000000")
+}
+
+// While a stage soaks, status shows the watch's live evidence (its last heartbeat) under the progress.
+func TestStatusShowsTheLiveWatch(t *testing.T) {
+	st := awaiting(0, "")
+	st.Phase, st.Gate = record.PhaseProgressing, ""
+	last, most := 0.002, 0.004
+	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	live := &activities.WatchProgress{Soaked: spec.Duration(time.Minute), NextAt: now.Add(4 * time.Second),
+		Evidence: record.StageEvidence{Stage: 1, Rounds: 6, Checks: []record.CheckEvidence{{Check: "error-rate", Measurements: 6, Passed: 6, Last: &last, Max: &most, Min: &last}}}}
+	var b bytes.Buffer
+	renderStatus(&b, st, live, now)
+	assert.Contains(t, b.String(), "\nLive:     watching stage 1: 6 round(s), 1m0s soaked; error-rate 6/6 passed (last 0.002, max 0.004); next round in 4s\n")
 }
