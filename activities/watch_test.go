@@ -263,3 +263,14 @@ func TestWatchProgressLine(t *testing.T) {
 			{Check: "error-rate", Measurements: 42, Passed: 41, Inconclusive: 1, Last: &last, Max: &most, Min: &last}}}}
 	assert.Equal(t, "watching stage 2: 42 round(s), 7m0s soaked; error-rate 41/42 passed (last 0.002, max 0.004); next round in 6s", p.Line(now))
 }
+
+// A metrics source the worker lacks makes every measurement inconclusive, never a pass.
+func TestWatchWithAnUnknownSourceIsInconclusive(t *testing.T) {
+	a, _, _ := watcher(healthyScript)
+	in := watchInput(time.Minute, 10*time.Second, 1, 2)
+	in.Source = "no-such-source"
+	res, err := a.WatchStage(context.Background(), in)
+	require.NoError(t, err)
+	assert.Equal(t, WatchInconclusive, res.Outcome)
+	assert.Contains(t, res.Reason, "inconclusive 2 time(s) in a row")
+}
