@@ -3,11 +3,11 @@ package workflows
 // The committed histories (testdata/histories, recorded by `make histories` from the end-to-end tests named
 // in brackets) and the paths production runs that each covers:
 //
-//	analysis-pass                 analysis rounds that pass (Measure on a real Prometheus), an exec
+//	analysis-pass                 stage watches that pass (WatchStage on a real Prometheus), an exec
 //	                              precheck and a sign-off gate (approve --role), feature flags (flagd
 //	                              file), webhook notifications, promotion [TestAnalysisPassesWithSignoffFlagsNotifications]
-//	analysis-inconclusive-resume  inconclusive rounds (no data) up to the limit, Paused, resume, rounds
-//	                              that pass, promotion [TestAnalysisInconclusivePausesThenResumes]
+//	analysis-inconclusive-resume  a watch that ends inconclusive (no data) at the limit, Paused, resume,
+//	                              a fresh watch that passes, promotion [TestAnalysisInconclusivePausesThenResumes]
 //	analysis-failure              an analysis failure and its rollback, whose "remove canary" step fails
 //	                              once and succeeds on its retry; analysisFailed and rolledBack
 //	                              notifications [TestAnalysisFailureRollsBackThroughAFailingStep]
