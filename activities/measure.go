@@ -46,7 +46,9 @@ func (a *Activities) measureRound(ctx context.Context, in MeasureInput, checked 
 		meas := record.Measurement{Check: c.Name, Stage: in.Stage, Max: c.Max, Min: c.Min, Time: a.clock().Now().UTC()}
 		if factoryErr != nil {
 			meas.Error = factoryErr.Error()
+			meas.Verdict, meas.Reason = record.Assess(meas)
 			out.Measurements[i] = meas
+			checked(i)
 			continue
 		}
 		v, q, err := m.Evaluate(ctx, c.Query, in.Data)

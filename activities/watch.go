@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,8 +142,11 @@ func (a *Activities) WatchStage(ctx context.Context, in WatchInput) (WatchResult
 	if interval <= 0 {
 		interval = soak
 	}
-	last := clk.Now()
-	next := last.Add(min(interval, max(soak-p.Soaked.D(), 0)))
+	// The soak's end is fixed when the watch (re)starts; rounds keep to their schedule, and the last one
+	// is taken at the soak's end.
+	start, done := clk.Now(), p.Soaked.D()
+	end := start.Add(max(soak-done, 0))
+	next := minTime(start.Add(interval), end)
 	for {
 		p.NextAt = next
 		hb.set(p)
@@ -152,8 +157,7 @@ func (a *Activities) WatchStage(ctx context.Context, in WatchInput) (WatchResult
 		if lag := now.Sub(next); lag >= 0 {
 			a.observeLag(in.Data, lag)
 		}
-		p.Soaked += spec.Duration(now.Sub(last))
-		last = now
+		p.Soaked = spec.Duration(done + now.Sub(start))
 
 		ms := a.measureRound(ctx, MeasureInput{ReleaseID: in.ReleaseID, Stage: in.Stage, Source: in.Source, Checks: in.Checks, Data: in.Data}, func(int) { hb.beat() })
 		if ctx.Err() != nil {
@@ -162,16 +166,16 @@ func (a *Activities) WatchStage(ctx context.Context, in WatchInput) (WatchResult
 		p.Evidence.Add(ms)
 		p.Verdict, p.Reason = p.Streaks.Observe(ms)
 		p.LastPassed = p.Verdict == record.Pass
-		left := soak - p.Soaked.D()
+		soaked := !now.Before(end)
 		var out WatchOutcome
 		switch {
 		case p.Verdict == record.Fail:
 			out = WatchFailed
 		case p.Verdict == record.Inconclusive:
 			out = WatchInconclusive
-		case left <= 0 && p.LastPassed:
+		case soaked && p.LastPassed:
 			out, p.Reason = WatchPassed, "soak done and every check passed its last measurement"
-		case left <= 0:
+		case soaked:
 			out, p.Reason = WatchUnsettled, "soak done without a passing last measurement of every check: "+p.Reason
 		}
 		if out != "" {
@@ -180,13 +184,21 @@ func (a *Activities) WatchStage(ctx context.Context, in WatchInput) (WatchResult
 			hb.set(p)
 			return WatchResult{Outcome: out, Reason: p.Reason, Progress: p}, nil
 		}
-		// Rounds keep to their schedule; a round that ran late (slow queries) is followed by the next
-		// one a whole interval later, not by a burst.
-		next = next.Add(min(interval, left))
+		// A round that ran late (slow queries) is followed by the next one a whole interval later, not
+		// by a burst.
+		next = next.Add(interval)
 		if next.Before(now) {
-			next = now.Add(min(interval, left))
+			next = now.Add(interval)
 		}
+		next = minTime(next, end)
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // linkGraphs gives each check's evidence a link to its query over the stage's window, when the metrics
@@ -291,4 +303,30 @@ func (h *heartbeater) beat() {
 func (h *heartbeater) stop() {
 	close(h.done)
 	h.wg.Wait()
+}
+
+// Line says in one line how the watch stands at now, for people following a release: rounds, soak done,
+// each check's passes and latest value, and when the next round is due.
+func (p WatchProgress) Line(now time.Time) string {
+	var b strings.Builder
+	ev := p.Evidence
+	fmt.Fprintf(&b, "watching stage %d: %d round(s), %s soaked", ev.Stage, ev.Rounds, p.Soaked.D().Round(time.Second))
+	for i, c := range ev.Checks {
+		sep := ", "
+		if i == 0 {
+			sep = "; "
+		}
+		fmt.Fprintf(&b, "%s%s %d/%d passed", sep, c.Check, c.Passed, c.Measurements)
+		if c.Last != nil {
+			fmt.Fprintf(&b, " (last %.4g, max %.4g)", *c.Last, *c.Max)
+		}
+	}
+	if !p.NextAt.IsZero() {
+		if d := p.NextAt.Sub(now); d > 0 {
+			fmt.Fprintf(&b, "; next round in %s", d.Round(time.Second))
+		} else {
+			b.WriteString("; measuring")
+		}
+	}
+	return b.String()
 }

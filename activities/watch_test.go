@@ -10,33 +10,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shepherd-release/shepherd/internal/virtualclock"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
 )
-
-// stepClock is a virtual clock: a wait takes no wall time; late adds to every wait (a busy worker).
-type stepClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	late time.Duration
-}
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *stepClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(max(d, 0) + c.late)
-	return nil
-}
 
 // scriptedMetrics answers a check with script(round), counting rounds per check.
 type scriptedMetrics struct {
@@ -82,8 +60,8 @@ func watchInput(soak, interval time.Duration, failureLimit, inconclusiveLimit in
 	}
 }
 
-func watcher(script func(check string, round int) (float64, error)) (*Activities, *stepClock, *scriptedMetrics) {
-	clk := &stepClock{now: time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)}
+func watcher(script func(check string, round int) (float64, error)) (*Activities, *virtualclock.Clock, *scriptedMetrics) {
+	clk := virtualclock.New(time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC))
 	m := &scriptedMetrics{rounds: map[string]int{}, script: script}
 	return &Activities{Metrics: providers.Registry[providers.Metrics]{"prom": m}, Clock: clk}, clk, m
 }
@@ -218,7 +196,7 @@ func TestWatchIgnoresAnotherStagesHeartbeat(t *testing.T) {
 // Rounds that start late are reported to the observer (analysis lag), and do not come in a burst.
 func TestWatchReportsHowLateEachRoundStarts(t *testing.T) {
 	a, clk, _ := watcher(healthyScript)
-	clk.late = 1500 * time.Millisecond
+	clk.Late(1500 * time.Millisecond)
 	obs := &lagRecorder{}
 	a.Observer = obs
 	res, err := a.WatchStage(context.Background(), watchInput(time.Minute, 10*time.Second, 1, 3))
@@ -253,4 +231,24 @@ func TestStageEvidenceIsBounded(t *testing.T) {
 	assert.Len(t, ev.Notable, record.MaxNotable)
 	assert.Equal(t, 1000-record.MaxNotable, ev.NotableDropped)
 	assert.Equal(t, 1000, ev.Checks[0].Failed)
+}
+
+func TestWatchProgressLine(t *testing.T) {
+	now := time.Date(2026, 11, 30, 1, 0, 0, 0, time.UTC)
+	last, most := 0.002, 0.004
+	p := WatchProgress{Soaked: spec.Duration(7 * time.Minute), NextAt: now.Add(6 * time.Second),
+		Evidence: record.StageEvidence{Stage: 2, Rounds: 42, Checks: []record.CheckEvidence{
+			{Check: "error-rate", Measurements: 42, Passed: 41, Inconclusive: 1, Last: &last, Max: &most, Min: &last}}}}
+	assert.Equal(t, "watching stage 2: 42 round(s), 7m0s soaked; error-rate 41/42 passed (last 0.002, max 0.004); next round in 6s", p.Line(now))
+}
+
+// A metrics source the worker lacks makes every measurement inconclusive, never a pass.
+func TestWatchWithAnUnknownSourceIsInconclusive(t *testing.T) {
+	a, _, _ := watcher(healthyScript)
+	in := watchInput(time.Minute, 10*time.Second, 1, 2)
+	in.Source = "no-such-source"
+	res, err := a.WatchStage(context.Background(), in)
+	require.NoError(t, err)
+	assert.Equal(t, WatchInconclusive, res.Outcome)
+	assert.Contains(t, res.Reason, "inconclusive 2 time(s) in a row")
 }

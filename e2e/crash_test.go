@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,10 +10,14 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/internal/cli"
+	"github.com/shepherd-release/shepherd/internal/testenv"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/spec"
+	"github.com/shepherd-release/shepherd/workflows"
 )
 
 // TestWorkerKilledMidSoak: SIGKILL the worker while stage 2 of 4 soaks; a new worker (same state
@@ -136,4 +141,88 @@ func countEvents(h *historypb.History, typ enumspb.EventType, activityType strin
 		n++
 	}
 	return n
+}
+
+// TestWorkerKilledMidWatchResumes: SIGKILL the worker while a stage's WatchStage activity has measured
+// a few rounds. Once the heartbeat timeout has passed, a new worker retries the watch from its last
+// heartbeat: the stage's evidence goes on from where it was (same window start, rounds counted on), the
+// soak already done is not soaked again, and the release promotes.
+func TestWorkerKilledMidWatchResumes(t *testing.T) {
+	const svc = "e2e-crash-watch"
+	t.Parallel()
+	e := newEnv(t, svc)
+	id := spec.WorkflowID(svc, envName)
+	log := filepath.Join(t.TempDir(), "release.log")
+	state := t.TempDir()
+	prom := testenv.StartPrometheus(t, testenv.PrometheusOptions{ScrapeInterval: time.Second})
+	e.provide("targets", e2eTarget, execTarget(log))
+	e.provide("metrics", "prom", map[string]any{"type": "prometheus", "address": prom})
+	first := e.startWorker(state)
+	e.terminateOnCleanup(t, id)
+
+	limit := 0.01
+	s := execRelease(svc, stage(100, 20*time.Second))
+	s.Analysis = spec.Analysis{Interval: spec.Duration(time.Second), Source: "prom",
+		Checks: []spec.Check{{Name: "error-rate", Query: "vector(0.001)", Max: &limit}}}
+	wantExit(t, e.shepherdCLI("start", "-f", writeJSON(t, "release.json", s)), cli.ExitOK)
+	var before activities.WatchProgress
+	deadline := time.Now().Add(time.Minute)
+	for before.Evidence.Rounds < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch reported no 5 rounds in its heartbeats within a minute (last: %+v)", before)
+		}
+		time.Sleep(500 * time.Millisecond)
+		before = watchProgress(t, e, id)
+	}
+	// shepherd status shows the watch's live evidence, read from its heartbeat (no history event).
+	if out := e.shepherdCLI("status", svc, "--env", envName); out.code != cli.ExitOK || !strings.Contains(out.stdout, "Live:     watching stage 1: ") ||
+		!strings.Contains(out.stdout, "error-rate ") {
+		t.Errorf("status shows no live watch line:\n%s", out)
+	}
+	first.kill(t)
+	killed := time.Now()
+
+	e.startWorker(state)
+	res := e.waitResult(svc, 2*time.Minute)
+	if res.Phase != record.PhaseSucceeded {
+		t.Fatalf("result: %s", describe(res))
+	}
+	e.keepHistory("crash-mid-watch", id)
+	var ev *record.StageEvidence
+	for _, d := range res.Decisions {
+		if d.Evidence != nil {
+			ev = d.Evidence
+		}
+	}
+	if ev == nil {
+		t.Fatal("no stage evidence in the decision log")
+	}
+	t.Logf("heartbeat before the kill: %d rounds, %s soaked; after: %d rounds, %s after the kill", before.Evidence.Rounds,
+		before.Soaked, ev.Rounds, time.Since(killed).Round(time.Second))
+	if !ev.From.Equal(before.Evidence.From) {
+		t.Errorf("the evidence window starts at %s after the crash, %s before: the watch started afresh", ev.From, before.Evidence.From)
+	}
+	if ev.Rounds <= before.Evidence.Rounds || ev.Rounds > 25 {
+		t.Errorf("%d rounds in the end, %d before the crash: want the rounds counted on to about 20 (soak 20 s at 1 s)", ev.Rounds, before.Evidence.Rounds)
+	}
+}
+
+// watchProgress reads the running WatchStage's heartbeat details, as the web UI's Pending Activities does.
+func watchProgress(t *testing.T, e *tenv, workflowID string) activities.WatchProgress {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d, err := e.client.DescribeWorkflow(ctx, workflowID, "")
+	if err != nil {
+		t.Fatalf("describing %s: %v", workflowID, err)
+	}
+	var p activities.WatchProgress
+	for _, a := range d.RawResponse.GetPendingActivities() {
+		if a.GetActivityType().GetName() == workflows.ActivityWatchStage && a.GetHeartbeatDetails() != nil {
+			if err := converter.GetDefaultDataConverter().FromPayloads(a.GetHeartbeatDetails(), &p); err != nil {
+				t.Fatalf("decoding the watch's heartbeat: %v", err)
+			}
+		}
+	}
+	return p
 }

@@ -86,6 +86,38 @@ func TestAbortMidSoakWithTemporalSignal(t *testing.T) {
 		t.Errorf("no abort decision by ci in the log: %+v", res.Decisions)
 	}
 	wantLines(t, log, "deploy v2", "health v2", "traffic 10", "traffic 50", "traffic 0", "rollback v2")
+
+	// Not promoted, so the workflow failed (the web UI's list shows Failed, not Completed), with a typed
+	// error carrying the record.
+	r = e.temporalCLI("workflow", "result", "--workflow-id", id)
+	wantExit(t, r, 1)
+	if !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, "release rolled back: aborted by ci: test") {
+		t.Errorf("temporal workflow result of a rolled-back release: %s", r)
+	}
+	r = e.temporalCLI("workflow", "result", "--workflow-id", id, "--output", "json")
+	var out struct {
+		Status     string `json:"status"`
+		CloseEvent struct {
+			Attrs struct {
+				Failure struct {
+					Info struct {
+						Type         string          `json:"type"`
+						NonRetryable bool            `json:"nonRetryable"`
+						Details      []record.Status `json:"details"`
+					} `json:"applicationFailureInfo"`
+				} `json:"failure"`
+			} `json:"workflowExecutionFailedEventAttributes"`
+		} `json:"closeEvent"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("temporal workflow result --output json: %v: %s", err, r)
+	}
+	info := out.CloseEvent.Attrs.Failure.Info
+	if out.Status != "FAILED" || info.Type != workflows.ErrTypeRolledBack || !info.NonRetryable ||
+		len(info.Details) != 1 || info.Details[0].Phase != record.PhaseRolledBack {
+		t.Errorf("temporal workflow result --output json: status %s, failure %+v", out.Status, info)
+	}
+	e.findInList("ReleaseService='"+svc+"' AND ExecutionStatus='Failed'", id, "WORKFLOW_EXECUTION_STATUS_FAILED")
 	e.keepHistory("abort", id)
 }
 
@@ -107,7 +139,7 @@ func TestApprovalGates(t *testing.T) {
 	// Wrong stage: rejected by the update's validator, with the reason, and exit code 5.
 	r := e.shepherdCLI("approve", svc, "--stage", "3", "--by", "ci")
 	wantExit(t, r, cli.ExitRejected)
-	if want := "approve rejected: approve is for stage 3, but the release is at stage 2/4 (25%)"; !strings.Contains(r.stderr, want) {
+	if want := "approve rejected: approve is for stage 3, but the release is at stage 2 of 4 (25%)"; !strings.Contains(r.stderr, want) {
 		t.Errorf("rejection message: want %q in\n%s", want, r)
 	}
 	// The same mistake through the Temporal CLI's update is refused too.
@@ -141,7 +173,7 @@ func TestApprovalGates(t *testing.T) {
 	wantExit(t, r, 0)
 	e.waitStatus(svc, "the wrong-stage signal to be recorded as rejected", func(st record.Status) bool {
 		return st.Phase == record.PhaseAwaitingApproval &&
-			hasDecision(st, record.KindRejection, "ci", "approve signal rejected: approve is for stage 9, but the release is at stage 4/4 (100%)")
+			hasDecision(st, record.KindRejection, "ci", "approve signal rejected: approve is for stage 9, but the release is at stage 4 of 4 (100%)")
 	})
 	r = e.temporalCLI("workflow", "signal", "--name", workflows.Approve, "--workflow-id", id, "--input", `{"by":"ci","stage":4}`)
 	wantExit(t, r, 0)

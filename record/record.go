@@ -168,12 +168,16 @@ type Status struct {
 
 // StagePlan is a stage of the plan and what became of it.
 type StagePlan struct {
-	Number     int           `json:"number"`
-	Percent    int           `json:"percent"`
-	Soak       time.Duration `json:"soak"`
-	Approval   bool          `json:"approval,omitempty"`
-	StartedAt  time.Time     `json:"startedAt,omitzero"`
-	FinishedAt time.Time     `json:"finishedAt,omitzero"`
+	Number   int           `json:"number"`
+	Percent  int           `json:"percent"`
+	Soak     time.Duration `json:"soak"`
+	Approval bool          `json:"approval,omitempty"`
+	// ApprovalTimeout bounds the wait at the approval gate (0: none); OnApprovalTimeout is what happens
+	// then, "abort" or "proceed".
+	ApprovalTimeout   time.Duration `json:"approvalTimeout,omitempty"`
+	OnApprovalTimeout string        `json:"onApprovalTimeout,omitempty"`
+	StartedAt         time.Time     `json:"startedAt,omitzero"`
+	FinishedAt        time.Time     `json:"finishedAt,omitzero"`
 	// Outcome is "", "passed", "rolled back", "aborted".
 	Outcome string `json:"outcome,omitempty"`
 }

@@ -51,7 +51,7 @@ func (s *Streaks) Observe(ms []Measurement) (Verdict, string) {
 			if s.Failures[m.Check] >= s.FailureLimit {
 				failed = append(failed, fmt.Sprintf("%s failed %d time(s) in a row (%s)", m.Check, s.Failures[m.Check], m.Reason))
 			}
-		case Inconclusive:
+		case Inconclusive, "": // a measurement nobody judged is no evidence: never count it as a pass
 			s.Inconclusive[m.Check]++
 			s.Failures[m.Check] = 0
 			allPass = false

@@ -55,3 +55,11 @@ func TestResetForgetsStreaks(t *testing.T) {
 	assert.Equal(t, Fail, v)
 	assert.Contains(t, reason, "error-rate failed 2 time(s) in a row")
 }
+
+func TestAnUnjudgedMeasurementNeverPasses(t *testing.T) {
+	s := NewStreaks(1, 1)
+	v, _ := s.Observe([]Measurement{{Check: "error-rate"}})
+	if v != Inconclusive {
+		t.Fatalf("a measurement without a verdict gave %q, want Inconclusive", v)
+	}
+}

@@ -84,19 +84,20 @@ func unknownKey(path, key string, fields map[string]reflect.Type) error {
 	if path != "" {
 		where = " in " + path
 	}
+	at := joinPath(path, key)
 	best, bestDist := "", 3
 	for name := range fields {
 		if strings.EqualFold(name, key) {
-			return fmt.Errorf("unknown key %q%s: keys are case-sensitive; did you mean %q? (docs/spec.md)", key, where, name)
+			return &KeyError{Path: at, msg: fmt.Sprintf("unknown key %q%s: keys are case-sensitive; did you mean %q? (docs/spec.md)", key, where, name)}
 		}
 		if d := editDistance(strings.ToLower(name), strings.ToLower(key)); d < bestDist || (d == bestDist && name < best) {
 			best, bestDist = name, d
 		}
 	}
 	if best != "" {
-		return fmt.Errorf("unknown key %q%s; did you mean %q? (docs/spec.md)", key, where, best)
+		return &KeyError{Path: at, msg: fmt.Sprintf("unknown key %q%s; did you mean %q? (docs/spec.md)", key, where, best)}
 	}
-	return fmt.Errorf("unknown key %q%s (see docs/spec.md for the keys a spec takes)", key, where)
+	return &KeyError{Path: at, msg: fmt.Sprintf("unknown key %q%s (see docs/spec.md for the keys a spec takes)", key, where)}
 }
 
 // editDistance is the Levenshtein distance between a and b.

@@ -68,7 +68,7 @@ func Parse(data []byte) (Release, error) {
 		return Release{}, explainDecodeError(err)
 	}
 	if r.decodeErr != nil {
-		return Release{}, r.decodeErr
+		return Release{}, WithPosition(data, r.decodeErr)
 	}
 	if dec.More() {
 		return Release{}, errors.New("spec holds more than one document")
@@ -94,6 +94,9 @@ func (r *Release) UnmarshalJSON(b []byte) error {
 	r.legacy = legacy
 	if lenientErr != nil {
 		r.decodeErr = explainDecodeError(lenientErr)
+		if path, err := typeErrorAt(b, reflect.TypeOf(p), ""); err != nil && path != "" {
+			r.decodeErr = &KeyError{Path: path, msg: path + ": " + strings.TrimPrefix(explainDecodeError(err).Error(), "spec: ")}
+		}
 		return nil
 	}
 	if err := exactKeys(b, reflect.TypeOf(p), ""); err != nil {

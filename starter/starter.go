@@ -25,6 +25,15 @@ import (
 	"github.com/shepherd-release/shepherd/workflows"
 )
 
+// ErrNoRelease is wrapped by the errors that found no release of a service in an environment, or no
+// active one, so a caller can look for it elsewhere.
+var ErrNoRelease = errors.New("no such release")
+
+type noRelease struct{ msg string }
+
+func (e noRelease) Error() string { return e.msg }
+func (e noRelease) Unwrap() error { return ErrNoRelease }
+
 // ErrAlreadyActive is returned (wrapped) when the service already has an active release in the environment.
 var ErrAlreadyActive = errors.New("a release is already active")
 
@@ -101,7 +110,7 @@ func Status(ctx context.Context, c client.Client, service, env, runID string) (r
 	if err != nil {
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) {
-			return st, fmt.Errorf("no release of %s in %s found (workflow %s); list releases with: shepherd list", service, env, id)
+			return st, noRelease{fmt.Sprintf("no release of %s in %s found (workflow %s); list releases with: shepherd list", service, env, id)}
 		}
 		return st, fmt.Errorf("querying release %s: %w (is a shepherd worker running? queries need one)", id, err)
 	}
@@ -174,7 +183,7 @@ var ErrRejected = errors.New("rejected")
 func controlError(name, service, env string, err error) error {
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return fmt.Errorf("%s: no active release of %s in %s", name, service, env)
+		return noRelease{fmt.Sprintf("%s: no active release of %s in %s", name, service, env)}
 	}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
@@ -182,7 +191,7 @@ func controlError(name, service, env string, err error) error {
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "workflow execution already completed") {
-		return fmt.Errorf("%s: the release of %s in %s has already ended", name, service, env)
+		return noRelease{fmt.Sprintf("%s: the release of %s in %s has already ended", name, service, env)}
 	}
 	return fmt.Errorf("%s for %s in %s: %w", name, service, env, err)
 }
@@ -290,7 +299,7 @@ func PlanMarkdown(d spec.Release) string {
 	if d.Analysis.Disabled {
 		b.WriteString("\nAnalysis: **disabled** (stages pass on soak time alone)\n")
 	} else {
-		fmt.Fprintf(&b, "\nAnalysis every %s (rollback after %d failed, pause after %d inconclusive in a row):\n",
+		fmt.Fprintf(&b, "\nAnalysis every %s (rollback after %d failed, pause after %d inconclusive in a row):\n\n",
 			d.Analysis.Interval, d.Analysis.FailureLimit, d.Analysis.InconclusiveLimit)
 		for _, c := range d.Analysis.Checks {
 			fmt.Fprintf(&b, "- %s: %s\n", c.Name, c.PassCondition())

@@ -185,3 +185,16 @@ func TestListQueriesReleasesAndDecodesAttributes(t *testing.T) {
 		TrafficPercent: 25, Status: "Running", WorkflowID: "release:checkout:staging", RunID: "run-1",
 		StartedAt: started}}, got)
 }
+
+// The plan in the web UI renders its list of checks as a list: Markdown needs a blank line before it.
+func TestPlanMarkdownListsStartAfterABlankLine(t *testing.T) {
+	d := spec.Release{Service: "checkout", Version: "v2", Target: "t"}.WithDefaults()
+	md := PlanMarkdown(d)
+	i := strings.Index(md, "\n- ")
+	if i < 0 {
+		t.Fatalf("no list of checks:\n%s", md)
+	}
+	if !strings.HasSuffix(md[:i], "\n") {
+		t.Errorf("the list of checks follows a line without a blank line:\n%s", md)
+	}
+}

@@ -320,5 +320,5 @@ func (r *release) stageName() string {
 	if r.status.Stage == nil {
 		return "no stage yet"
 	}
-	return fmt.Sprintf("stage %d/%d (%d%%)", r.status.Stage.Number, r.status.Stage.Of, r.status.Stage.Percent)
+	return fmt.Sprintf("stage %d of %d (%d%%)", r.status.Stage.Number, r.status.Stage.Of, r.status.Stage.Percent)
 }

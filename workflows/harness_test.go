@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go.temporal.io/sdk/log"
 	"log/slog"
@@ -16,9 +17,11 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shepherd-release/shepherd/activities"
+	"github.com/shepherd-release/shepherd/internal/virtualclock"
 	"github.com/shepherd-release/shepherd/providers"
 	"github.com/shepherd-release/shepherd/providers/notify"
 	"github.com/shepherd-release/shepherd/record"
@@ -157,30 +160,6 @@ type harness struct {
 	watchEnds func(n int, res activities.WatchResult)
 }
 
-// virtualClock is WatchStage's clock in these tests: a wait takes no time.
-type virtualClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	waited time.Duration
-}
-
-func (c *virtualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *virtualClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	c.now = c.now.Add(max(d, 0))
-	c.waited += max(d, 0)
-	return nil
-}
-
 // watchInWorkflowTime runs the real WatchStage in the workflow's time. The test environment moves its
 // clock only while no activity runs, so a watch that waited on the wall clock would take its whole soak
 // and let nothing else happen meanwhile. Instead each watch runs at once on a virtual clock starting at
@@ -208,10 +187,10 @@ func (h *harness) watchInWorkflowTime() {
 	h.env.OnActivity(ActivityWatchStage, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		mu.Lock()
 		defer mu.Unlock()
-		clock := &virtualClock{now: h.env.Now()}
+		clock := virtualclock.New(h.env.Now())
 		acts := activities.WithClock(h.acts, clock)
 		res, resErr = acts.WatchStage(context.Background(), next)
-		return clock.waited
+		return clock.Waited()
 	}).Return(func(context.Context, activities.WatchInput) (activities.WatchResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -325,6 +304,17 @@ func (h *harness) run() (record.Result, error) {
 	err := h.env.GetWorkflowError()
 	if err == nil {
 		require.NoError(h.t, h.env.GetWorkflowResult(&res))
+		require.NotEqual(h.t, record.PhaseRolledBack, res.Phase, "a rolled-back release must close as a failed workflow")
+		return res, nil
+	}
+	// A rolled-back release closes as a failed workflow carrying its record; every other failure is the
+	// test's to inspect.
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == ErrTypeRolledBack {
+		require.True(h.t, appErr.NonRetryable(), "a rolled-back release must not be retried")
+		require.NoError(h.t, appErr.Details(&res))
+		require.Equal(h.t, record.PhaseRolledBack, res.Phase)
+		return res, nil
 	}
 	return res, err
 }

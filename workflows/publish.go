@@ -49,8 +49,21 @@ func (r *release) detailsMarkdown() string {
 	s := r.status
 	fmt.Fprintf(&b, "**%s** %s → %s · phase **%s** · traffic on %s: **%d%%**\n\n",
 		s.Service, s.Environment, s.Version, s.Phase, s.Version, s.TrafficPercent)
+	// The story first: why it ended, or what happened last and what the release waits for. The UI shows
+	// the top of the details; the tables follow.
 	if s.Reason != "" {
 		fmt.Fprintf(&b, "Reason: %s\n\n", s.Reason)
+	}
+	if n := len(s.Decisions); n > 0 && !s.Phase.Terminal() {
+		fmt.Fprintf(&b, "Last decision: %s\n\n", s.Decisions[n-1].Message)
+	}
+	if r.watch && !r.spec.Analysis.Disabled && s.Phase == record.PhaseProgressing && s.Stage != nil && !s.Stage.SoakEndsAt.IsZero() {
+		fmt.Fprintf(&b, "Live measurements: **Pending Activities** → `%s` (its heartbeat details), or `shepherd status %s --env %s`\n\n",
+			ActivityWatchStage, s.Service, s.Environment)
+	}
+	if s.Phase == record.PhaseAwaitingApproval && s.Stage != nil && s.Gate != "" {
+		fmt.Fprintf(&b, "Approve: `shepherd approve %s --env %s --stage %d` (or signal `approve` with `{\"by\": \"you\"}`)\n\n",
+			s.Service, s.Environment, s.Stage.Number)
 	}
 	b.WriteString("| Stage | Traffic | Soak | Approval | Status |\n|---|---|---|---|---|\n")
 	for _, p := range s.Stages {
@@ -70,16 +83,13 @@ func (r *release) detailsMarkdown() string {
 				approval = "by " + s.Stage.ApprovedBy
 			}
 		}
-		fmt.Fprintf(&b, "| %d | %d%% | %s | %s | %s |\n", p.Number, p.Percent, p.Soak, approval, state)
+		fmt.Fprintf(&b, "| %d | %d%% | %s | %s | %s |\n", p.Number, p.Percent, human(p.Soak), approval, state)
 	}
 	if len(s.Latest) > 0 {
 		b.WriteString("\n| Check | Value | Threshold | Verdict |\n|---|---|---|---|\n")
 		for _, m := range s.Latest {
 			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", m.Check, valueText(m), m.ThresholdText(), m.Verdict)
 		}
-	}
-	if n := len(s.Decisions); n > 0 {
-		fmt.Fprintf(&b, "\nLast decision: %s\n", s.Decisions[n-1].Message)
 	}
 	return b.String()
 }

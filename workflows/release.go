@@ -24,11 +24,18 @@ const (
 	// ErrTypeRollbackFailed: the rollback did not finish (a person acknowledged finishing it by hand, or
 	// a release started by older code gave up after its retries).
 	ErrTypeRollbackFailed = "RollbackFailed"
+	// ErrTypeRolledBack: the release was rolled back (failed analysis, an abort, a failed step, an
+	// approval that timed out) and the rollback finished: the stable version serves all traffic.
+	ErrTypeRolledBack = "ReleaseRolledBack"
 )
 
-// Release is the Release workflow. It returns the final record (phase Succeeded or RolledBack); a release
-// whose rollback could not be finished returns an ApplicationError of type RollbackFailed carrying the
-// record as details.
+// Release is the Release workflow. Only a promoted release completes: it returns the final record (phase
+// Succeeded). Every other ending closes the workflow as failed, so the Temporal web UI and `temporal
+// workflow list` tell promoted from not promoted at a glance, with a non-retryable ApplicationError that
+// carries the final record as details: type ReleaseRolledBack (phase RolledBack), RollbackFailed (the
+// rollback did not finish), InvalidSpec or PrecheckFailed (rejected before any change). A release whose
+// workflow was cancelled rolls back and closes as cancelled, with the record as the cancellation's
+// details. (Releases that rolled back before the failed-on-rollback change completed with the record.)
 func Release(ctx workflow.Context, in spec.Release) (record.Result, error) {
 	r := newRelease(ctx, in)
 	if err := r.registerHandlers(ctx); err != nil {
@@ -50,6 +57,10 @@ const (
 	// before compensating, holds pauses at every boundary, rejects abort while promoting, and parks a
 	// failing rollback in RollbackStuck instead of giving up.
 	changeSafeBoundaries = "safe-boundaries"
+	// changeFailedOnRollback closes a rolled-back release as a failed workflow (ErrTypeRolledBack) instead
+	// of a completed one. The gate is taken when the release ends, so a release running during the
+	// upgrade closes the new way.
+	changeFailedOnRollback = "failed-on-rollback"
 )
 
 // resolvedSpec is the spec as the release runs it: defaults applied and validation done once, when the
@@ -114,7 +125,7 @@ type release struct {
 	// verify is true for releases whose approvals are verified (changeVerifiedApprovals).
 	verify bool
 	// watch is true for releases whose stages are watched by one activity each (changeWatchAnalysis).
-	watch bool
+	watch  bool
 	saga   saga
 	checks *record.Streaks
 	// signoffRole is the role a pending sign-off gate waits for ("" when none is pending).
@@ -164,6 +175,10 @@ func newRelease(ctx workflow.Context, in spec.Release) *release {
 		r.status.Stages = append(r.status.Stages, record.StagePlan{
 			Number: i + 1, Percent: st.Percent, Soak: st.Soak.D(), Approval: st.Approval,
 		})
+		if st.Approval {
+			r.status.Stages[i].ApprovalTimeout = st.ApprovalTimeout.D()
+			r.status.Stages[i].OnApprovalTimeout = st.OnApprovalTimeout
+		}
 	}
 	r.logger = log.With(workflow.GetLogger(ctx), "releaseID", r.status.ReleaseID, "service", s.Service,
 		"environment", s.Environment, "version", s.Version)
@@ -246,8 +261,17 @@ func (r *release) run(ctx workflow.Context) (record.Result, error) {
 	default:
 		r.finish(ctx, record.PhaseRolledBack, reason)
 		r.afterwards(ctx, evidence)
-		return r.status, nil
+		return r.status, r.rolledBack(ctx)
 	}
+}
+
+// rolledBack is the error a rolled-back release closes with: a failed workflow whose error names the
+// reason and carries the record (nil, a completed workflow, for releases that ended before this change).
+func (r *release) rolledBack(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, changeFailedOnRollback, workflow.DefaultVersion, 1) < 1 {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError("release rolled back: "+r.status.Reason, ErrTypeRolledBack, nil, r.status)
 }
 
 // validate runs the spec validation (the same as the CLI's and the starter's) and checks the workflow ID

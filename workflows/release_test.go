@@ -35,8 +35,7 @@ func TestDefaultReleaseTakesFiveSoaksAndPromotes(t *testing.T) {
 			require.NotNil(t, d.Evidence)
 			rounds = append(rounds, d.Evidence.Rounds)
 			assert.Len(t, d.Measurements, 2)
-			assert.Contains(t, d.Text(), "passed its analysis (90 rounds over 15m0s)")
-			assert.Contains(t, d.Text(), "error-rate passed 90/90, min 0.001 max 0.001 last 0.001")
+			assert.Contains(t, d.Text(), "passed its analysis; 90 rounds over 15m0s: error-rate 90/90 passed (0.001), p99-latency 90/90 passed (0.12)")
 		}
 	}
 	assert.Equal(t, []int{90, 90, 90, 90, 90}, rounds)
@@ -101,8 +100,8 @@ func TestApprovalGateApprovedByUpdate(t *testing.T) {
 	})
 	res, err := h.run()
 	require.NoError(t, err)
-	early.rejected(t, "nothing to approve: the release is Progressing at stage 1/5 (1%)")
-	wrongStage.rejected(t, "approve is for stage 4, but the release is at stage 3/5 (25%)")
+	early.rejected(t, "nothing to approve: the release is Progressing at stage 1 of 5 (1%)")
+	wrongStage.rejected(t, "approve is for stage 4, but the release is at stage 3 of 5 (25%)")
 	noBy.rejected(t, `needs "by"`)
 	assert.True(t, ok.accepted(t).Accepted)
 	assert.Equal(t, record.PhaseSucceeded, res.Phase)
@@ -421,4 +420,24 @@ func TestDurationsArePrintedForPeople(t *testing.T) {
 	} {
 		assert.Equal(t, want, human(in).String(), "%s", in)
 	}
+}
+
+// A release that is not promoted closes as a failed workflow, so the Temporal UI's list shows Failed for
+// it and Completed only for promoted releases; the error is typed, non-retryable and carries the record.
+func TestRolledBackReleaseClosesAsAFailedWorkflow(t *testing.T) {
+	h := newHarness(t, baseSpec())
+	h.at(20*time.Minute, func() { h.signal(Abort, ControlRequest{By: "bob", Reason: "QA found a bug"}) })
+	h.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: "release:checkout:production"})
+	h.env.ExecuteWorkflow(ReleaseWorkflow, h.spec)
+	require.True(t, h.env.IsWorkflowCompleted())
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, h.env.GetWorkflowError(), &appErr)
+	assert.Equal(t, ErrTypeRolledBack, appErr.Type())
+	assert.True(t, appErr.NonRetryable())
+	assert.Equal(t, "release rolled back: aborted by bob: QA found a bug", appErr.Message())
+	var res record.Result
+	require.NoError(t, appErr.Details(&res))
+	assert.Equal(t, record.PhaseRolledBack, res.Phase)
+	assert.Equal(t, "aborted by bob: QA found a bug", res.Reason)
+	assert.False(t, res.EndedAt.IsZero())
 }

@@ -3,11 +3,11 @@ package workflows
 // The committed histories (testdata/histories, recorded by `make histories` from the end-to-end tests named
 // in brackets) and the paths production runs that each covers:
 //
-//	analysis-pass                 analysis rounds that pass (Measure on a real Prometheus), an exec
+//	analysis-pass                 stage watches that pass (WatchStage on a real Prometheus), an exec
 //	                              precheck and a sign-off gate (approve --role), feature flags (flagd
 //	                              file), webhook notifications, promotion [TestAnalysisPassesWithSignoffFlagsNotifications]
-//	analysis-inconclusive-resume  inconclusive rounds (no data) up to the limit, Paused, resume, rounds
-//	                              that pass, promotion [TestAnalysisInconclusivePausesThenResumes]
+//	analysis-inconclusive-resume  a watch that ends inconclusive (no data) at the limit, Paused, resume,
+//	                              a fresh watch that passes, promotion [TestAnalysisInconclusivePausesThenResumes]
 //	analysis-failure              an analysis failure and its rollback, whose "remove canary" step fails
 //	                              once and succeeds on its retry; analysisFailed and rolledBack
 //	                              notifications [TestAnalysisFailureRollsBackThroughAFailingStep]
@@ -23,8 +23,13 @@ package workflows
 //	crash-mid-soak                worker killed mid-soak, another finishes the release [TestWorkerKilledMidSoak]
 //	crash-mid-activity            worker killed mid-step, the step retried on another [TestWorkerKilledMidActivity]
 //
-// pre-safe-boundaries/ holds the last six as recorded by the code before changeSafeBoundaries; they take
-// the legacy path on replay and are never re-recorded.
+//	crash-mid-watch               worker killed while a stage's watch runs, the watch resumed from its
+//	                              heartbeat on another worker [TestWorkerKilledMidWatchResumes]
+//
+// Older generations, never re-recorded, prove the GetVersion gates keep releases started by older code
+// replaying: pre-watch-analysis/ holds the first eleven as recorded before changeWatchAnalysis (timer +
+// Measure rounds; rolled-back releases completing), pre-safe-boundaries/ six recorded before
+// changeSafeBoundaries.
 
 import (
 	"bytes"
@@ -56,7 +61,17 @@ import (
 const (
 	historiesDir      = "../testdata/histories"
 	preSafeBoundaries = "pre-safe-boundaries"
+	preWatchAnalysis  = "pre-watch-analysis"
 )
+
+// generations says which version markers the histories of each directory must have ("" is historiesDir
+// itself, today's generation): a history recorded by today's code in an older generation's directory
+// would leave that generation's path untested.
+var generations = map[string]map[string]bool{
+	preSafeBoundaries: {changeSafeBoundaries: false, changeWatchAnalysis: false},
+	preWatchAnalysis:  {changeSafeBoundaries: true, changeWatchAnalysis: false},
+	"":                {changeSafeBoundaries: true, changeWatchAnalysis: true, changeFailedOnRollback: true},
+}
 
 // historyFiles lists every committed history: those in historiesDir and in its subdirectories.
 func historyFiles(t *testing.T) []string {
@@ -93,11 +108,23 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	for _, f := range files {
 		t.Run(historyName(t, f), func(t *testing.T) {
-			// Each directory holds the generation it claims: a history recorded by today's code in
-			// pre-safe-boundaries/ would leave the legacy path untested.
-			legacy := filepath.Base(filepath.Dir(f)) == preSafeBoundaries
-			if got := hasSafeBoundariesMarker(t, f); got == legacy {
-				t.Fatalf("%s: version marker %q present: %v; want %v", f, changeSafeBoundaries, got, !legacy)
+			dir := filepath.ToSlash(filepath.Dir(historyName(t, f)))
+			if dir == "." {
+				dir = ""
+			}
+			want, ok := generations[dir]
+			if !ok {
+				t.Fatalf("%s: no generation is declared for directory %q", f, dir)
+			}
+			got := versionMarkers(t, f)
+			for change, present := range want {
+				// A release that did not roll back never reaches the failed-on-rollback gate.
+				if change == changeFailedOnRollback && !got[change] {
+					continue
+				}
+				if got[change] != present {
+					t.Fatalf("%s: version marker %q present: %v; want %v (generation %q)", f, change, got[change], present, dir)
+				}
 			}
 			r := worker.NewWorkflowReplayer()
 			RegisterWorkflows(r)
@@ -108,19 +135,20 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 }
 
-// hasSafeBoundariesMarker reports whether the history's release ran with changeSafeBoundaries.
-func hasSafeBoundariesMarker(t *testing.T, path string) bool {
+// versionMarkers lists the changes whose version markers the history holds.
+func versionMarkers(t *testing.T, path string) map[string]bool {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out := map[string]bool{}
 	for _, e := range decodeHistory(t, b).Events {
-		if safeBoundariesEvent(e) == `Version marker "`+changeSafeBoundaries+`"` {
-			return true
+		if name, ok := strings.CutPrefix(safeBoundariesEvent(e), "Version marker "); ok {
+			out[strings.Trim(name, `"`)] = true
 		}
 	}
-	return false
+	return out
 }
 
 // TestReplayCatchesReorderedCommands shows the replay test has teeth: the same history replayed against

@@ -32,7 +32,7 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 	if err := r.holdForFreeze(ctx, fmt.Sprintf("freeze:stage:%d", i+1), fmt.Sprintf("the shift to stage %d (%d%%)", i+1, st.Percent)); err != nil {
 		return err
 	}
-	r.setPhase(ctx, record.PhaseProgressing, "stage %d/%d: shifting %d%% of traffic to %s",
+	r.setPhase(ctx, record.PhaseProgressing, "stage %d of %d: shifting %d%% of traffic to %s",
 		i+1, len(r.spec.Stages), st.Percent, r.spec.Version)
 	if err := r.setTraffic(ctx, st.Percent); err != nil {
 		return err
@@ -42,7 +42,7 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 			return err
 		}
 	}
-	r.notify(ctx, eventStageEntered, fmt.Sprintf("stage %d/%d: %d%% of traffic", i+1, len(r.spec.Stages), st.Percent), nil)
+	r.notify(ctx, eventStageEntered, fmt.Sprintf("stage %d of %d: %d%% of traffic", i+1, len(r.spec.Stages), st.Percent), nil)
 	soak := r.soak
 	if r.watch && !r.spec.Analysis.Disabled {
 		soak = r.soakWatched
@@ -52,7 +52,7 @@ func (r *release) runStage(ctx workflow.Context, i int) error {
 	}
 	r.status.Stages[i].FinishedAt = workflow.Now(ctx)
 	r.status.Stages[i].Outcome = "passed"
-	r.decide(ctx, record.KindTransition, "", "stage %d/%d (%d%%) passed", i+1, len(r.spec.Stages), st.Percent)
+	r.decide(ctx, record.KindTransition, "", "stage %d of %d (%d%%) passed", i+1, len(r.spec.Stages), st.Percent)
 	return nil
 }
 
@@ -80,8 +80,8 @@ func (r *release) awaitApproval(ctx workflow.Context, st spec.Stage) error {
 	n := r.status.Stage.Number
 	r.openGate(fmt.Sprintf("stage:%d", n), st.ApprovalRoles, st.Approvers)
 	defer func() { r.gate, r.status.Gate = nil, "" }()
-	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
-	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("stage %d/%d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent), nil)
+	r.setPhase(ctx, record.PhaseAwaitingApproval, "stage %d of %d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent)
+	r.notify(ctx, eventApprovalNeeded, fmt.Sprintf("stage %d of %d (%d%%) waits for approval", n, len(r.spec.Stages), st.Percent), nil)
 	waitStart := workflow.Now(ctx)
 	got := func() bool { return r.gate.done() }
 	if st.ApprovalTimeout > 0 {

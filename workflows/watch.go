@@ -147,27 +147,34 @@ func (r *release) recordWatch(ctx workflow.Context, res activities.WatchResult) 
 	r.publishDetails(ctx)
 }
 
-// watchSummary is the decision-log line for a watch that ended: its outcome, then each check's record.
+// watchSummary is the decision-log line for a watch that ended: its outcome, then each check's record
+// over the watch (values to 4 significant digits; the evidence has them exact).
 func watchSummary(res activities.WatchResult) string {
 	ev := res.Progress.Evidence
 	var b strings.Builder
-	switch res.Outcome {
-	case activities.WatchPassed:
+	if res.Outcome == activities.WatchPassed {
 		fmt.Fprintf(&b, "stage %d passed its analysis", ev.Stage)
-	default:
+	} else {
 		b.WriteString(res.Reason)
 	}
-	fmt.Fprintf(&b, " (%d rounds over %s)", ev.Rounds, human(elapsed(ev.From, ev.To)))
-	parts := make([]string, 0, len(ev.Checks))
-	for _, c := range ev.Checks {
-		p := fmt.Sprintf("%s passed %d/%d", c.Check, c.Passed, c.Measurements)
-		if c.Min != nil {
-			p += fmt.Sprintf(", min %s max %s last %s", record.Exact(*c.Min), record.Exact(*c.Max), record.Exact(*c.Last))
-		}
-		parts = append(parts, p)
+	rounds := "rounds"
+	if ev.Rounds == 1 {
+		rounds = "round"
 	}
-	if len(parts) > 0 {
-		b.WriteString(": " + strings.Join(parts, "; "))
+	fmt.Fprintf(&b, "; %d %s over %s", ev.Rounds, rounds, human(elapsed(ev.From, ev.To)))
+	for i, c := range ev.Checks {
+		sep := ", "
+		if i == 0 {
+			sep = ": "
+		}
+		fmt.Fprintf(&b, "%s%s %d/%d passed", sep, c.Check, c.Passed, c.Measurements)
+		switch {
+		case c.Min == nil:
+		case *c.Min == *c.Max:
+			fmt.Fprintf(&b, " (%.4g)", *c.Last)
+		default:
+			fmt.Fprintf(&b, " (%.4g to %.4g, last %.4g)", *c.Min, *c.Max, *c.Last)
+		}
 	}
 	return b.String()
 }

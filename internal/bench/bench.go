@@ -75,6 +75,7 @@ type Results struct {
 	warmFloor         []time.Duration
 	restoredAfter     []time.Duration // (a): the workflow's own TrafficRestoredAfter
 	breaches          []demo.Release  // (b)
+	history           []historyRun    // (c)
 	interval, scrape  time.Duration   // (b) configuration
 	loadRPS           float64
 }
@@ -119,6 +120,9 @@ func Run(ctx context.Context, out io.Writer, c Config) (Results, error) {
 		return res, err
 	}
 	if err := benchBreach(ctx, out, s, c.BreachRuns, &res); err != nil {
+		return res, err
+	}
+	if err := benchHistory(ctx, out, s.Client, &res); err != nil {
 		return res, err
 	}
 	res.finished = time.Now()
@@ -254,9 +258,12 @@ func abortSpec(i int) spec.Release {
 		Description: "shepherd bench: aborted while soaking",
 		Target:      benchTarget,
 		Stages:      []spec.Stage{{Percent: 10, Soak: spec.Duration(time.Hour)}, {Percent: 100, Soak: spec.Duration(time.Minute)}},
-		Analysis:    spec.Analysis{Disabled: true},
+		// Analysis on with the default interval: the abort lands while the stage's watch runs.
+		Analysis: spec.Analysis{Source: demo.Metrics, Checks: []spec.Check{{Name: "constant", Query: "vector(0.001)", Max: &abortCheckMax}}},
 	}
 }
+
+var abortCheckMax = 0.01
 
 // abortOnce starts a release, waits until its first stage soaks, sends the abort signal and returns the
 // time from sending it to the traffic-0 command having run, and the workflow's TrafficRestoredAfter.
@@ -450,7 +457,9 @@ func Markdown(r Results, c Config) string {
 			demo.FormatDuration(rel.Result.TrafficRestoredAfter), demo.FormatDuration(rel.BreachToRollback()))
 	}
 
-	b.WriteString("\n## Machine\n\n| | |\n|---|---|\n")
+	b.WriteString("\n")
+	b.WriteString(historyMarkdown(r.history))
+	b.WriteString("## Machine\n\n| | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| CPUs (nproc) | %d |\n", runtime.NumCPU())
 	fmt.Fprintf(&b, "| CPU model | %s |\n", cpuModel())
 	fmt.Fprintf(&b, "| Memory | %s |\n", memTotal())
@@ -476,7 +485,8 @@ proxy, load generator, one process per version), and a Shepherd worker registere
 registers it (same workflows, same activities and providers).
 
 **(a) Abort signal → traffic on stable.** Each release is on the exec target with no-op commands
-(` + "`true`" + `) and analysis disabled; its first stage (10 %) soaks for an hour. Once the status query shows the
+(` + "`true`" + `) and analysis on (one constant check against Prometheus at the default interval, so the abort
+cancels a running ` + "`WatchStage`" + `); its first stage (10 %) soaks for an hour. Once the status query shows the
 soak running, the bench records the wall-clock time and sends the ` + "`abort`" + ` signal (as ` + "`temporal workflow signal`" + `
 would). The release rolls back; its first compensation runs the traffic command with percent 0, which writes
 ` + "`date +%s%N`" + ` to a file. The sample is that timestamp minus the time the signal was sent: signal delivery,
@@ -517,7 +527,7 @@ make bench                 # builds bin/shepherd and bin/demo-service, then: bin
 bin/shepherd bench --releases 50 --breach-runs 10 --out /tmp/bench.md
 ` + "```" + `
 It needs the Temporal CLI and Prometheus (` + "`make tools`" + ` builds both into ~/.cache/shepherd/bin) and takes
-about two minutes on 2 cores. ` + "`--state-dir`" + ` keeps the stack's logs.
+about four minutes on 2 cores. ` + "`--state-dir`" + ` keeps the stack's logs.
 `
 
 // cpuModel is the first "model name" of /proc/cpuinfo.

@@ -90,3 +90,18 @@ func mustDecode(t *testing.T, p config.Provider) exec.Config {
 	}
 	return c
 }
+
+func TestHistoryVerdict(t *testing.T) {
+	pass := historyMarkdown([]historyRun{{soak: 2 * time.Second, rounds: 10, events: 120}, {soak: 8 * time.Second, rounds: 40, events: 120}})
+	if !strings.Contains(pass, "**PASS** (120 events; equal at every soak)") {
+		t.Errorf("equal counts under 300 should pass:\n%s", pass)
+	}
+	grew := historyMarkdown([]historyRun{{soak: 2 * time.Second, events: 120}, {soak: 8 * time.Second, events: 180}})
+	if !strings.Contains(grew, "**MISS** (180 events; the count changed with the soak)") {
+		t.Errorf("a count that grows with the soak should miss:\n%s", grew)
+	}
+	big := historyMarkdown([]historyRun{{soak: 2 * time.Second, events: 301}})
+	if !strings.Contains(big, "**MISS**") {
+		t.Errorf("more than 300 events should miss:\n%s", big)
+	}
+}

@@ -117,3 +117,25 @@ func TestStartHelpListsItsExitCodes(t *testing.T) {
 		}
 	}
 }
+
+// Spec errors say where (file, line and column of the key), one problem a line, and point to the docs once.
+func TestSpecErrorsSayWhere(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, doc string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(doc), 0o644))
+		return p
+	}
+	misspelt := write("misspelt.yaml", "service: checkout\nversion: v2\ntarget: checkout-staging\nstages:\n  - {percent: 50, soak: 5s, aproval: true}\n  - percent: 100\n")
+	code, _, stderr := run(t, "validate", "-f", misspelt)
+	assert.Equal(t, ExitUsage, code)
+	assert.Equal(t, "error: "+misspelt+`: line 5, column 29: unknown key "aproval" in stages[0]; did you mean "approval"? (docs/spec.md)`+"\n", stderr)
+
+	invalid := write("invalid.yaml", "service: checkout\nversion: v2\ntarget: checkout-staging\nstages:\n  - percent: 50\n  - percent: 40\n")
+	code, _, stderr = run(t, "validate", "-f", invalid)
+	assert.Equal(t, ExitUsage, code)
+	assert.Equal(t, "error: "+invalid+": invalid release spec (2 problems):\n"+
+		"  line 6, column 5: stages[1].percent: must be greater than stages[0].percent (50)\n"+
+		"  line 6, column 5: stages[1].percent: the last stage must be 100, got 40\n"+
+		"hint: docs/spec.md lists every key\n", stderr)
+}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -93,8 +95,8 @@ adds the target "checkout-kube" to the worker's configuration and writes a relea
 			}
 			return runWorker(ctx, logger, f, func() {
 				fmt.Fprintf(g.stdout, "\nShepherd dev stack is up.\n  Temporal:  %s\n  Web UI:    %s\n%s"+
-					"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f %s --wait\n"+
-					"Ctrl-C stops the worker and the server.\n", srv.Address, srv.UIURL, kubeInfo, srv.Address, example)
+					"  Start a release:  TEMPORAL_ADDRESS=%s %s start -f %s --wait\n"+
+					"Ctrl-C stops the worker and the server.\n", srv.Address, srv.UIURL, kubeInfo, srv.Address, selfCommand(), example)
 			})
 		},
 	}
@@ -145,10 +147,10 @@ func runCluster(ctx context.Context, g *globals, logger sdklog.Logger, f workerF
 	return runWorker(ctx, logger, f, func() {
 		fmt.Fprintf(g.stdout, "\nShepherd on a Temporal cluster is up.\n  Temporal:  %s (namespace %s; server metrics %s)\n"+
 			"  Logs:      %s, %s\n"+
-			"  Start a release:  TEMPORAL_ADDRESS=%s shepherd start -f examples/release-exec.yaml --wait\n"+
-			"  More workers:     TEMPORAL_ADDRESS=%s shepherd worker --state-dir DIR2 --metrics-addr 127.0.0.1:9465\n"+
+			"  Start a release:  TEMPORAL_ADDRESS=%s %s start -f examples/release-exec.yaml --wait\n"+
+			"  More workers:     TEMPORAL_ADDRESS=%s %s worker --state-dir DIR2 --metrics-addr 127.0.0.1:9465\n"+
 			"Ctrl-C stops the worker, the server and PostgreSQL.\n",
-			c.Address, c.Namespace, c.MetricsURL, c.ServerLog, c.PostgresLog, c.Address, c.Address)
+			c.Address, c.Namespace, c.MetricsURL, c.ServerLog, c.PostgresLog, c.Address, selfCommand(), c.Address, selfCommand())
 	})
 }
 
@@ -199,4 +201,29 @@ func startDevKube(ctx context.Context, g *globals, dir, configPath string) (k *d
 	}
 	spec = filepath.Join(dir, "release-kubernetes.yaml")
 	return k, spec, config, os.WriteFile(spec, []byte(devstack.KubeDemoSpec), 0o644)
+}
+
+// selfCommand is how to run this shepherd binary from the current directory, for commands a banner
+// prints: "shepherd" when PATH finds this very binary, else its path (relative when under the current
+// directory, as bin/shepherd after make build).
+func selfCommand() string {
+	self, err := os.Executable()
+	if err != nil {
+		return "shepherd"
+	}
+	self, _ = filepath.EvalSymlinks(self)
+	if p, err := exec.LookPath("shepherd"); err == nil {
+		if p, err = filepath.EvalSymlinks(p); err == nil && p == self {
+			return "shepherd"
+		}
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, self); err == nil && !strings.HasPrefix(rel, "..") {
+			if rel = filepath.ToSlash(rel); !strings.Contains(rel, "/") {
+				rel = "./" + rel
+			}
+			return rel
+		}
+	}
+	return self
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,17 +28,46 @@ func readSpec(path string) (spec.Release, error) {
 	}
 	data, err := readSpecFile(path)
 	if err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, nil, err)
 	}
 	r, err := spec.Parse(data)
 	if err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, data, err)
 	}
 	d := r.WithDefaults()
 	if err := activities.ValidateSpec(d); err != nil {
-		return spec.Release{}, withHint(ExitUsage, fmt.Errorf("%s: %w", path, err), "docs/spec.md lists every key")
+		return spec.Release{}, specError(path, data, err)
 	}
 	return d, nil
+}
+
+// specError says what is wrong with the spec file path, and where: each problem of a validation on a line
+// of its own, with the line and column of its key when the file holds it. The pointer to docs/spec.md is
+// given once.
+func specError(path string, data []byte, err error) error {
+	msg := err.Error()
+	var ve *spec.ValidationError
+	if errors.As(err, &ve) && len(ve.Problems) > 0 {
+		var b strings.Builder
+		if n := len(ve.Problems); n == 1 {
+			b.WriteString("invalid release spec:")
+		} else {
+			fmt.Fprintf(&b, "invalid release spec (%d problems):", n)
+		}
+		for _, p := range ve.Problems {
+			b.WriteString("\n  ")
+			if pos, ok := spec.Locate(data, p.Path); ok {
+				b.WriteString(pos.String() + ": ")
+			}
+			b.WriteString(p.Error())
+		}
+		msg = b.String()
+	}
+	hint := "docs/spec.md lists every key"
+	if strings.Contains(msg, "docs/spec.md") {
+		hint = ""
+	}
+	return withHint(ExitUsage, fmt.Errorf("%s: %s", path, msg), hint)
 }
 
 // readSpecFile reads a spec file ("-" is standard input) without ever holding more than
@@ -155,8 +185,7 @@ Exit codes:
 					d.Service, d.Version, d.Environment, st.WorkflowID, st.RunID, uiLink(st.WorkflowID, st.RunID))
 			}
 			if n, err := starter.Pollers(ctx, c); err == nil && n == 0 {
-				fmt.Fprintf(g.stderr, "Warning: no worker polls task queue %q in this namespace: the release waits, "+
-					"and status queries fail, until one does. Start one: shepherd worker --config shepherd.yaml\n", workflows.TaskQueue)
+				fmt.Fprintf(g.stderr, "Warning: %s\n", noWorker)
 			}
 			if !wait {
 				if !g.json() {
@@ -192,13 +221,34 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show a release's phase, stage, traffic and latest checks",
 		Example: `  shepherd status checkout
   shepherd status checkout --env staging -o json`,
-	}, func(st record.Status) error {
+	}, func(ctx context.Context, c client.Client, st record.Status) error {
+		live := liveWatch(ctx, c, st)
 		if g.json() {
-			return g.printJSON(st)
+			if live == nil {
+				return g.printJSON(st)
+			}
+			return g.printJSON(struct {
+				record.Status
+				Watch *activities.WatchProgress `json:"watch"`
+			}{st, live})
 		}
-		renderStatus(g.stdout, st, time.Now())
+		renderStatus(g.stdout, st, live, time.Now())
 		return nil
 	})
+}
+
+// liveWatch is the running stage watch's progress (its last heartbeat), nil when none runs or it cannot
+// be read: the status is complete without it.
+func liveWatch(ctx context.Context, c client.Client, st record.Status) *activities.WatchProgress {
+	if st.Phase != record.PhaseProgressing || st.Stage == nil || st.Stage.SoakEndsAt.IsZero() {
+		return nil
+	}
+	run := st.ReleaseID[strings.LastIndex(st.ReleaseID, "/")+1:]
+	live, err := starter.LiveWatch(ctx, c, st.Service, st.Environment, run)
+	if err != nil || live == nil || live.Evidence.Stage != st.Stage.Number {
+		return nil
+	}
+	return live
 }
 
 func newHistoryCmd(g *globals) *cobra.Command {
@@ -207,7 +257,7 @@ func newHistoryCmd(g *globals) *cobra.Command {
 		Short: "Print a release's decision log: every transition, approval, measurement and rollback step",
 		Example: `  shepherd history checkout
   shepherd history checkout --run 4f1c... -o json`,
-	}, func(st record.Status) error {
+	}, func(_ context.Context, _ client.Client, st record.Status) error {
 		if g.json() {
 			return g.printJSON(st.Decisions)
 		}
@@ -217,8 +267,9 @@ func newHistoryCmd(g *globals) *cobra.Command {
 }
 
 // releaseRunE is the RunE of a command that acts on one release: it reads the service argument, dials
-// Temporal and hands both to fn.
-func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error) func(*cobra.Command, []string) error {
+// Temporal, finds the release's environment (resolveEnv) and hands the client and service to fn. When
+// fn finds no release there, the error names the service's active releases elsewhere.
+func releaseRunE(g *globals, fn func(ctx context.Context, c client.Client, svc string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		svc, err := serviceArg(args)
 		if err != nil {
@@ -229,20 +280,35 @@ func releaseRunE(fn func(ctx context.Context, c client.Client, svc string) error
 			return err
 		}
 		defer c.Close()
-		return fn(cmd.Context(), c, svc)
+		g.envSet = cmd.Flags().Changed("env")
+		if err := resolveEnv(cmd.Context(), c, g, svc, cmd.Name()); err != nil {
+			return err
+		}
+		err = fn(cmd.Context(), c, svc)
+		if errors.Is(err, starter.ErrNoRelease) {
+			if other := elsewhere(cmd.Context(), c, svc, g.env, cmd.Name()); other != "" {
+				return withHint(ExitError, err, other)
+			}
+		}
+		return err
 	}
 }
 
 // newQueryCmd completes cmd as a command that asks one release for its status and shows it.
-func newQueryCmd(g *globals, cmd *cobra.Command, show func(record.Status) error) *cobra.Command {
+func newQueryCmd(g *globals, cmd *cobra.Command, show func(context.Context, client.Client, record.Status) error) *cobra.Command {
 	var runID string
 	cmd.Args = cobra.ArbitraryArgs
-	cmd.RunE = releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+	cmd.RunE = releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 		st, err := starter.Status(ctx, c, svc, g.env, runID)
+		if err != nil && !errors.Is(err, starter.ErrNoRelease) {
+			if n, perr := starter.Pollers(ctx, c); perr == nil && n == 0 {
+				return withHint(ExitError, err, noWorker)
+			}
+		}
 		if err != nil {
 			return err
 		}
-		return show(st)
+		return show(ctx, c, st)
 	})
 	cmd.Flags().StringVar(&runID, "run", "", "a particular run (default: the latest)")
 	return cmd
@@ -258,7 +324,7 @@ values and each new decision. Exits 0 when promoted, 3 when rolled back, 4 when 
 		Example: `  shepherd watch checkout
   shepherd watch checkout -o json   # one JSON status per change`,
 		Args: cobra.ArbitraryArgs,
-		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+		RunE: releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 			return follow(ctx, g, c, svc, g.env, runID)
 		}),
 	}
@@ -272,12 +338,35 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	var last string
 	var lastPrinted time.Time
 	stuckHinted := false
+	gateHinted := ""
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	lost := false
 	for {
-		st, err := starter.Status(ctx, c, svc, env, runID)
+		qctx, cancel := context.WithTimeout(ctx, statusTimeout)
+		st, err := starter.Status(qctx, c, svc, env, runID)
+		cancel()
 		if err != nil {
-			return err
+			// The release goes on without us: a server restart or a worker gap is waited out, with a word
+			// about it; only a release that does not exist, or Ctrl-C, ends the watch.
+			if errors.Is(err, starter.ErrNoRelease) || ctx.Err() != nil {
+				return err
+			}
+			if !lost {
+				lost = true
+				fmt.Fprintf(g.stderr, "Cannot read the release's status: %s\n  Retrying every %s until it answers (Ctrl-C stops watching; the release goes on without you).\n",
+					whyNoStatus(ctx, c, err), retryEvery)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(retryEvery):
+			}
+			continue
+		}
+		if lost {
+			lost = false
+			fmt.Fprintln(g.stderr, "The release's status answers again; following on.")
 		}
 		if g.json() {
 			if line := fmt.Sprint(st.Phase, st.TrafficPercent, len(st.Decisions)); line != last {
@@ -300,11 +389,23 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 			} else if st.Phase != record.PhaseRollbackStuck {
 				stuckHinted = false
 			}
-			// A progress line when something other than the countdown changed, or every 30 s.
+			// An approval gate is announced once, with the command that passes it and its timeout.
+			awaiting := st.Phase == record.PhaseAwaitingApproval && st.Gate != ""
+			if awaiting && st.Gate != gateHinted {
+				gateHinted = st.Gate
+				fmt.Fprint(g.stdout, approvalNotice(st, time.Now()))
+			} else if !awaiting {
+				gateHinted = ""
+			}
+			// A progress line when something other than the countdown changed, or every 30 s while a soak
+			// counts down (a gate waiting for a person is not repeated).
 			key := progressLine(st, time.Time{})
-			if !st.Phase.Terminal() && (key != last || time.Since(lastPrinted) >= 30*time.Second) {
+			if !st.Phase.Terminal() && (key != last || (!awaiting && time.Since(lastPrinted) >= 30*time.Second)) {
 				last, lastPrinted = key, time.Now()
 				fmt.Fprintln(g.stdout, "  "+progressLine(st, time.Now()))
+				if live := liveWatch(ctx, c, st); live != nil {
+					fmt.Fprintln(g.stdout, "    "+live.Line(time.Now()))
+				}
 			}
 		}
 		if st.Phase.Terminal() {
@@ -325,13 +426,38 @@ func follow(ctx context.Context, g *globals, c client.Client, svc, env, runID st
 	}
 }
 
+// Watching: one status query may take statusTimeout; after a failed one, the next comes retryEvery later.
+const statusTimeout = 10 * time.Second
+
+var retryEvery = 2 * time.Second
+
+// whyNoStatus says why a status query failed: Temporal cannot be reached, or no worker polls the task
+// queue (queries are answered by workers), or else the error itself.
+func whyNoStatus(ctx context.Context, c client.Client, err error) string {
+	dctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	n, perr := starter.Pollers(dctx, c)
+	switch {
+	case perr != nil:
+		return fmt.Sprintf("Temporal does not answer (%v)", perr)
+	case n == 0:
+		return noWorker
+	default:
+		return err.Error()
+	}
+}
+
+// noWorker is what a command says when no worker polls Shepherd's task queue.
+var noWorker = fmt.Sprintf("no worker polls task queue %q in this namespace: the release waits, and status "+
+	"queries fail, until one does (start one: shepherd worker --config shepherd.yaml)", workflows.TaskQueue)
+
 // outcomeError maps a terminal phase to the exit code.
 func outcomeError(st record.Status) error {
 	switch st.Phase {
 	case record.PhaseSucceeded:
 		return nil
 	case record.PhaseRolledBack:
-		return withHint(ExitRolledBack, fmt.Errorf("release rolled back: %s", st.Reason), "shepherd history "+st.Service+" shows the evidence")
+		return withHint(ExitRolledBack, fmt.Errorf("release rolled back: %s", st.Reason), "shepherd history "+st.Service+" --env "+st.Environment+" shows the evidence")
 	default:
 		return withHint(ExitFailed, fmt.Errorf("release failed: %s", st.Reason), "see docs/runbooks.md")
 	}
@@ -383,7 +509,7 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 		Long:    h.long + "\nSent as a Temporal update: the answer says at once whether the release accepted it, and why not.",
 		Example: h.example,
 		Args:    cobra.ArbitraryArgs,
-		RunE: releaseRunE(func(ctx context.Context, c client.Client, svc string) error {
+		RunE: releaseRunE(g, func(ctx context.Context, c client.Client, svc string) error {
 			if name == workflows.Approve || name == workflows.Resume {
 				done, err := sign.apply(ctx, c, g, svc, name, &req)
 				if err != nil || done {
@@ -392,7 +518,7 @@ func newControlCmd(g *globals, name string) *cobra.Command {
 			}
 			resp, err := starter.Control(ctx, c, svc, g.env, name, req)
 			if errors.Is(err, starter.ErrRejected) {
-				return withHint(ExitRejected, err, "shepherd status "+svc+" shows where the release is")
+				return withHint(ExitRejected, err, "shepherd status "+svc+" --env "+g.env+" shows where the release is")
 			}
 			if err != nil {
 				return err

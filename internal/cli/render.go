@@ -1,17 +1,21 @@
 package cli
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/shepherd-release/shepherd/activities"
 	"github.com/shepherd-release/shepherd/record"
 	"github.com/shepherd-release/shepherd/starter"
 )
 
-func renderStatus(w io.Writer, st record.Status, now time.Time) {
+func renderStatus(w io.Writer, st record.Status, live *activities.WatchProgress, now time.Time) {
 	fmt.Fprintf(w, "Release %s → %s in %s: %s\n", st.Service, st.Version, st.Environment, st.Phase)
 	if st.Reason != "" {
 		fmt.Fprintf(w, "Reason:   %s\n", st.Reason)
@@ -20,6 +24,9 @@ func renderStatus(w io.Writer, st record.Status, now time.Time) {
 	fmt.Fprintf(w, "Workflow: %s\n", st.ReleaseID)
 	if line := progressLine(st, now); line != "" && !st.Phase.Terminal() {
 		fmt.Fprintf(w, "Progress: %s\n", line)
+	}
+	if live != nil {
+		fmt.Fprintf(w, "Live:     %s\n", live.Line(now))
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -45,9 +52,68 @@ func renderStatus(w io.Writer, st record.Status, now time.Time) {
 		}
 		tw.Flush()
 	}
-	if n := len(st.Decisions); n > 0 {
+	if st.Phase == record.PhaseAwaitingApproval && st.Gate != "" {
+		fmt.Fprint(w, strings.TrimSuffix(approvalNotice(st, now), "\n"))
+	}
+	// A release that ended ends with its outcome (its last decisions are bookkeeping: the archived report).
+	if st.Phase.Terminal() {
+		fmt.Fprintf(w, "\nOutcome: %s: %s (full log: shepherd history %s --env %s)\n", st.Phase, st.Reason, st.Service, st.Environment)
+	} else if n := len(st.Decisions); n > 0 {
 		fmt.Fprintf(w, "\nLast decision: %s (full log: shepherd history %s --env %s)\n", st.Decisions[n-1].Message, st.Service, st.Environment)
 	}
+}
+
+// approvalNotice tells a person following a release that it waits at an approval gate: which, the exact
+// command that passes it, and when the gate times out and what happens then.
+func approvalNotice(st record.Status, now time.Time) string {
+	var b strings.Builder
+	cmd := fmt.Sprintf("shepherd approve %s --env %s", st.Service, st.Environment)
+	if role, ok := strings.CutPrefix(st.Gate, "signoff:"); ok {
+		fmt.Fprintf(&b, "\nThe release waits for a sign-off by role %s before anything changes. To sign off:\n  %s --role %s\n\n", role, cmd, role)
+		return b.String()
+	}
+	if st.Stage == nil {
+		fmt.Fprintf(&b, "\nThe release waits for approval. To approve:\n  %s\n\n", cmd)
+		return b.String()
+	}
+	n := st.Stage.Number
+	fmt.Fprintf(&b, "\nStage %d/%d (%d%%) waits for approval", n, st.Stage.Of, st.Stage.Percent)
+	if st.Stage.ApprovalsNeeded > 1 {
+		fmt.Fprintf(&b, " (%d more approvers)", st.Stage.ApprovalsNeeded)
+	}
+	fmt.Fprintf(&b, ". To approve:\n  %s --stage %d\n", cmd, n)
+	var plan record.StagePlan
+	if n >= 1 && n <= len(st.Stages) {
+		plan = st.Stages[n-1]
+	}
+	if plan.ApprovalTimeout <= 0 {
+		b.WriteString("The gate has no timeout: the release waits until it is approved or aborted.\n\n")
+		return b.String()
+	}
+	then := "the release is rolled back"
+	if plan.OnApprovalTimeout == "proceed" {
+		then = "the release proceeds without it (onApprovalTimeout: proceed)"
+	}
+	if opened, ok := gateOpened(st, n); ok {
+		at := opened.Add(plan.ApprovalTimeout)
+		fmt.Fprintf(&b, "Without approval the gate times out in %s (at %s UTC); then %s.\n\n",
+			max(at.Sub(now), 0).Round(time.Second), at.UTC().Format(time.TimeOnly), then)
+	} else {
+		fmt.Fprintf(&b, "Without approval the gate times out %s after it opened; then %s.\n\n", plan.ApprovalTimeout, then)
+	}
+	return b.String()
+}
+
+// gateOpened is when stage n's approval gate opened: the decision that moved the release to
+// AwaitingApproval there (the workflow starts the gate's timer at the same instant).
+func gateOpened(st record.Status, n int) (time.Time, bool) {
+	for i := len(st.Decisions) - 1; i >= 0; i-- {
+		d := st.Decisions[i]
+		if d.Kind == record.KindTransition && d.Phase == record.PhaseAwaitingApproval && d.Stage == n {
+			return d.Time, true
+		}
+	}
+	return time.Time{}, false
 }
 
 func value(m record.Measurement) string {
@@ -109,3 +175,39 @@ func renderList(w io.Writer, rows []starter.Summary) {
 }
 
 func urlPathEscape(s string) string { return url.PathEscape(s) }
+
+// statusJSON is a status as the CLI prints it with -o json: durations as Go duration strings ("15m0s"),
+// as a spec writes them, instead of the nanoseconds of the query's wire format.
+func statusJSON(st record.Status) (map[string]any, error) {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, err
+	}
+	asString := func(obj any, keys ...string) {
+		o, ok := obj.(map[string]any)
+		if !ok {
+			return
+		}
+		for _, k := range keys {
+			if n, ok := o[k].(json.Number); ok {
+				if ns, err := n.Int64(); err == nil {
+					o[k] = time.Duration(ns).String()
+				}
+			}
+		}
+	}
+	asString(m, "rollbackDuration", "trafficRestoredAfter")
+	asString(m["stage"], "soakRemaining")
+	if stages, ok := m["stages"].([]any); ok {
+		for _, s := range stages {
+			asString(s, "soak", "approvalTimeout")
+		}
+	}
+	return m, nil
+}

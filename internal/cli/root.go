@@ -17,6 +17,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/contrib/envconfig"
 	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/shepherd-release/shepherd/record"
 )
 
 // Exit codes, documented in docs/cli.md.
@@ -45,7 +47,9 @@ func withHint(code int, err error, hint string) error {
 
 // globals are the flags every command shares.
 type globals struct {
-	env    string
+	env string
+	// envSet is true when --env was given: commands then never look for the release elsewhere.
+	envSet bool
 	output string
 	stdout io.Writer
 	stderr io.Writer
@@ -53,8 +57,15 @@ type globals struct {
 
 func (g *globals) json() bool { return g.output == "json" }
 
-// printJSON writes v as indented JSON.
+// printJSON writes v as indented JSON (a status with its durations as strings: statusJSON).
 func (g *globals) printJSON(v any) error {
+	if st, ok := v.(record.Status); ok {
+		m, err := statusJSON(st)
+		if err != nil {
+			return err
+		}
+		v = m
+	}
 	enc := json.NewEncoder(g.stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
