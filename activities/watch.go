@@ -225,14 +225,9 @@ func (a *Activities) linkGraphs(in WatchInput, e *record.StageEvidence) {
 // every stage's evidence stays in the release's status.
 const MaxGraphURL = 1024
 
-// lagObserver is implemented by observers that chart how late analysis rounds start.
-type lagObserver interface {
-	AnalysisLag(service, environment string, lag time.Duration)
-}
-
 func (a *Activities) observeLag(d spec.TemplateData, lag time.Duration) {
-	if o, ok := a.Observer.(lagObserver); ok {
-		o.AnalysisLag(d.Service, d.Environment, lag)
+	if a.Observer != nil {
+		a.Observer.AnalysisLag(d.Service, d.Environment, lag)
 	}
 }
 
