@@ -43,7 +43,7 @@ func (r *release) soakWatched(ctx workflow.Context, st spec.Stage) error {
 		stage.SoakEndsAt = workflow.Now(ctx).Add(remaining)
 		r.publishDetails(ctx)
 		start := workflow.Now(ctx)
-		res, err := r.watchStage(ctx, st, remaining)
+		res, err := r.watchStage(ctx, remaining)
 		remaining = max(remaining-elapsed(start, workflow.Now(ctx)), 0)
 		stage.SoakRemaining = remaining
 		if ctx.Err() != nil {
@@ -81,7 +81,7 @@ func (r *release) soakWatched(ctx workflow.Context, st spec.Stage) error {
 
 // watchStage runs one WatchStage activity for the soak time left. A pause cancels it; so does an abort
 // (ctx). The release does not wait for a cancelled watch to acknowledge: it only reads metrics.
-func (r *release) watchStage(ctx workflow.Context, st spec.Stage, remaining time.Duration) (activities.WatchResult, error) {
+func (r *release) watchStage(ctx workflow.Context, remaining time.Duration) (activities.WatchResult, error) {
 	a := r.spec.Analysis
 	perQuery := 10 * time.Second
 	if r.metricsTimeout > 0 {
