@@ -37,14 +37,6 @@ func (wallClock) Sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// WithClock returns a copy of a that measures time with c (for tests that run soaks in no time). A
-// function, not a method: every exported method of Activities is an activity.
-func WithClock(a *Activities, c Clock) *Activities {
-	return &Activities{Targets: a.Targets, Metrics: a.Metrics, Prechecks: a.Prechecks, Flags: a.Flags,
-		Notifications: a.Notifications, Repositories: a.Repositories, IsPermanent: a.IsPermanent,
-		ReportDir: a.ReportDir, Observer: a.Observer, Approvals: a.Approvals, Clock: c}
-}
-
 func (a *Activities) clock() Clock {
 	if a.Clock != nil {
 		return a.Clock

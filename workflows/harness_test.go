@@ -158,6 +158,8 @@ type harness struct {
 	// delivers its result (in the instant the workflow receives it).
 	watches   int
 	watchEnds func(n int, res activities.WatchResult)
+	// clock is the activities' clock: each watch runs on it in no time (watchInWorkflowTime).
+	clock *virtualclock.Clock
 }
 
 // watchInWorkflowTime runs the real WatchStage in the workflow's time. The test environment moves its
@@ -187,10 +189,10 @@ func (h *harness) watchInWorkflowTime() {
 	h.env.OnActivity(ActivityWatchStage, mock.Anything, mock.Anything).AfterFn(func() time.Duration {
 		mu.Lock()
 		defer mu.Unlock()
-		clock := virtualclock.New(h.env.Now())
-		acts := activities.WithClock(h.acts, clock)
-		res, resErr = acts.WatchStage(context.Background(), next)
-		return clock.Waited()
+		h.clock.Set(h.env.Now())
+		before := h.clock.Waited()
+		res, resErr = h.acts.WatchStage(context.Background(), next)
+		return h.clock.Waited() - before
 	}).Return(func(context.Context, activities.WatchInput) (activities.WatchResult, error) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -217,6 +219,8 @@ func newHarness(t *testing.T, s spec.Release) *harness {
 		Repositories:  providers.Registry[providers.Tagger]{},
 		ReportDir:     h.reportDir,
 	}
+	h.clock = virtualclock.New(h.env.Now())
+	h.acts.Clock = h.clock
 	RegisterActivities(h.env, h.acts)
 	h.watchInWorkflowTime()
 	h.env.SetTestTimeout(30 * time.Second)

@@ -40,6 +40,13 @@ func (c *Clock) Sleep(ctx context.Context, d time.Duration) error {
 	return nil
 }
 
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = t
+}
+
 // Late makes every later wait last d longer than asked.
 func (c *Clock) Late(d time.Duration) {
 	c.mu.Lock()
