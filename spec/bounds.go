@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"time"
 )
 
@@ -20,6 +21,10 @@ const (
 	// query per check (and a baseline query) against the metrics source. Set the interval no shorter than
 	// the source's scrape interval: a shorter one measures the same samples again.
 	MinInterval = time.Second
+	// MaxInterval is the longest analysis interval, and MaxSoak the longest soak of one stage: a stage
+	// is watched by one activity however long it soaks, so only these bound a release's duration.
+	MaxInterval = time.Hour
+	MaxSoak     = 7 * 24 * time.Hour
 	// MaxHistoryEvents bounds HistoryEstimate: the events the plan itself needs. It leaves room under
 	// Temporal's 10,240-event warning for what people add at run time (each control request, pause and
 	// resume costs a few events).
@@ -91,9 +96,19 @@ func validateBounds(p *problems, r Release) {
 	if !r.Analysis.Disabled && r.Analysis.Interval > 0 && r.Analysis.Interval.D() < MinInterval {
 		p.add("analysis.interval", "must be at least %s, got %s", MinInterval, r.Analysis.Interval)
 	}
+	if !r.Analysis.Disabled && r.Analysis.Interval.D() > MaxInterval {
+		p.add("analysis.interval", "must be at most %s, got %s", MaxInterval, r.Analysis.Interval)
+	}
+	for i, st := range r.Stages {
+		if st.Soak.D() > MaxSoak {
+			p.add(fmt.Sprintf("stages[%d].soak", i), "must be at most %s (7 days), got %s", MaxSoak, st.Soak)
+		}
+	}
 	if len(*p) > 0 {
 		return // the estimate means little for a plan with other problems
 	}
+	// A safety net: the count bounds above keep every plan under it (TestTheLargestPlanFitsOneHistory),
+	// until one of them is raised.
 	if est := r.HistoryEstimate(); est > MaxHistoryEvents {
 		p.add("stages", "this plan needs about %d workflow history events; at most %d fit a release safely: "+
 			"use fewer stages, approval gates or notification channels", est, MaxHistoryEvents)

@@ -34,6 +34,9 @@ func TestSoakLengthAndIntervalCostNoHistory(t *testing.T) {
 	d := r.WithDefaults()
 	require.NoError(t, d.Validate())
 	assert.Equal(t, short, d.HistoryEstimate())
+
+	r.Analysis.Interval = Duration(2 * time.Hour)
+	assert.ErrorContains(t, r.WithDefaults().Validate(), "analysis.interval: must be at most 1h0m0s, got 2h0m0s")
 }
 
 // The largest plan the count bounds allow (every stage gated, every channel, every precheck, flags) still
@@ -70,6 +73,7 @@ func TestCountsAndSizesAreBounded(t *testing.T) {
 	}
 	r.Analysis.Checks[0].Query = strings.Repeat("x", MaxQueryBytes+1)
 	r.Analysis.Interval = Duration(500 * time.Millisecond)
+	r.Stages[0].Soak = Duration(MaxSoak + time.Second)
 	err := r.WithDefaults().Validate()
 	require.Error(t, err)
 	for _, want := range []string{
@@ -77,6 +81,7 @@ func TestCountsAndSizesAreBounded(t *testing.T) {
 		"analysis.checks: 21 given; at most 20",
 		"analysis.checks[0].query: is 4097 bytes; at most 4096",
 		"analysis.interval: must be at least 1s, got 500ms",
+		"stages[0].soak: must be at most 168h0m0s (7 days), got 168h0m1s",
 	} {
 		assert.Contains(t, err.Error(), want)
 	}
